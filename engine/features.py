@@ -1,0 +1,86 @@
+"""80-bin log-mel filterbank features, the one definition used by training and the engine.
+
+Training calls `compute_fbank` on whole utterances; the engine feeds `StreamingFbank`
+block by block. Both wrap kaldi-native-fbank with `fbank_options()`, so they agree
+frame for frame (a test checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kaldi_native_fbank as knf
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    """Feature settings recorded in every bundle; sherpa-onnx uses the same values."""
+
+    num_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    low_freq: float = 20.0
+    high_freq: float = -400.0
+    dither: float = 0.0
+    snip_edges: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def fbank_options(config: FbankConfig = FbankConfig()) -> knf.FbankOptions:
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = SAMPLE_RATE
+    opts.frame_opts.frame_length_ms = config.frame_length_ms
+    opts.frame_opts.frame_shift_ms = config.frame_shift_ms
+    opts.frame_opts.dither = config.dither
+    opts.frame_opts.snip_edges = config.snip_edges
+    opts.mel_opts.num_bins = config.num_bins
+    opts.mel_opts.low_freq = config.low_freq
+    opts.mel_opts.high_freq = config.high_freq
+    return opts
+
+
+class StreamingFbank:
+    """Incremental fbank over 16 kHz float samples in [-1, 1].
+
+    Frames are handed out once (`take`), and released from the extractor so memory
+    stays bounded however long the stream runs.
+    """
+
+    def __init__(self, config: FbankConfig = FbankConfig()) -> None:
+        self.config = config
+        self._fbank = knf.OnlineFbank(fbank_options(config))
+        self._taken = 0
+
+    def accept(self, samples_16k: np.ndarray) -> None:
+        self._fbank.accept_waveform(SAMPLE_RATE, np.ascontiguousarray(samples_16k, dtype=np.float32))
+
+    def input_finished(self) -> None:
+        self._fbank.input_finished()
+
+    @property
+    def frames_taken(self) -> int:
+        return self._taken
+
+    def take(self) -> np.ndarray:
+        """All frames ready since the last call, shape (n, num_bins) float32."""
+        ready = self._fbank.num_frames_ready
+        n = ready - self._taken
+        out = np.empty((n, self.config.num_bins), dtype=np.float32)
+        for i in range(n):
+            out[i] = self._fbank.get_frame(self._taken + i)
+        if n:
+            self._fbank.pop(n)
+        self._taken = ready
+        return out
+
+
+def compute_fbank(samples_16k: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
+    """Features of a whole utterance, shape (frames, num_bins) float32."""
+    fb = StreamingFbank(config)
+    fb.accept(samples_16k)
+    fb.input_finished()
+    return fb.take()
