@@ -1,0 +1,286 @@
+"""A model bundle, checked from end to end before any audio touches it.
+
+`Bundle.load` reads bundle.json, verifies every listed file's size and SHA-256, parses
+tokens.txt, opens the three ONNX graphs with ONNX Runtime and checks that their inputs,
+outputs and sherpa-onnx metadata agree with bundle.json. Anything wrong is a
+`BundleError` that names the file and the disagreement, so a corrupt download or a
+mismatched export fails at load time with a sentence, not mid-stream with a shape error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import onnxruntime as ort
+
+from framegate.engine.errors import BundleError
+from framegate.engine.features import SAMPLE_RATE, FbankConfig
+
+SUPPORTED_FORMAT_VERSION = 1
+SUPPORTED_MODEL_TYPES = ("lstm_transducer",)
+ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+REQUIRED_FILES = (*ONNX_FILES, "tokens.txt")
+BLANK_PIECE = "<blk>"
+UNK_PIECE = "<unk>"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Window geometry and state sizes of the streaming encoder (bundle.json "encoder")."""
+
+    window_frames: int
+    chunk_frames: int
+    lookahead_frames: int
+    subsampling: int
+    pad_value: float
+    num_layers: int
+    d_model: int
+    rnn_hidden_size: int
+    joiner_dim: int
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """The stateless decoder's context and vocabulary (bundle.json "decoder")."""
+
+    context_size: int
+    vocab_size: int
+    blank_id: int
+
+
+def _section(manifest: dict, key: str) -> dict:
+    value = manifest.get(key)
+    if not isinstance(value, dict):
+        raise BundleError(f"bundle.json: '{key}' must be an object, found {value!r}")
+    return value
+
+
+def _spec(cls: type, section: dict, where: str):
+    """Build a spec dataclass from a bundle.json section, naming any missing or mistyped field."""
+    values = {}
+    for f in fields(cls):
+        if f.name not in section:
+            raise BundleError(f"bundle.json: '{where}.{f.name}' is missing")
+        value = section[f.name]
+        if f.type == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not ok:
+            raise BundleError(f"bundle.json: '{where}.{f.name}' must be a {f.type}, found {value!r}")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _check_encoder_geometry(enc: EncoderSpec) -> None:
+    if enc.subsampling != 4:
+        raise BundleError(f"bundle.json: encoder.subsampling is {enc.subsampling}; this engine supports 4")
+    if enc.chunk_frames < 1 or enc.chunk_frames % enc.subsampling:
+        raise BundleError(f"bundle.json: encoder.chunk_frames {enc.chunk_frames} must be a positive "
+                          f"multiple of the subsampling {enc.subsampling}")
+    if enc.window_frames != enc.chunk_frames + enc.lookahead_frames:
+        raise BundleError(f"bundle.json: encoder.window_frames {enc.window_frames} != chunk_frames "
+                          f"{enc.chunk_frames} + lookahead_frames {enc.lookahead_frames}")
+
+
+def _read_tokens(path: Path) -> list[str]:
+    """tokens.txt as a list indexed by id; ids must be 0..n-1 in order."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise BundleError(f"{path.name}: not UTF-8 text") from None
+    tokens: list[str] = []
+    for number, line in enumerate((ln for ln in lines if ln.strip()), start=1):
+        piece, _, index = line.rstrip().rpartition(" ")
+        if not piece or not index.isdigit() or int(index) != len(tokens):
+            raise BundleError(f"{path.name}: line {number} {line!r} is not '<piece> {len(tokens)}'")
+        tokens.append(piece)
+    return tokens
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _session(name: str, data: bytes, num_threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises several unrelated types for a corrupt graph
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"{name}: ONNX Runtime cannot load it ({first_line})") from None
+
+
+def _check_io(name: str, kind: str, actual: list, expected: list[tuple[str, list[int | None]]]) -> None:
+    """Compare a graph's inputs or outputs (by position) with the dims bundle.json implies.
+
+    None in `expected` marks a dynamic axis (batch, time), which may have any name.
+    """
+    if len(actual) != len(expected):
+        raise BundleError(f"{name}: has {len(actual)} {kind}s, expected {len(expected)} "
+                          f"({', '.join(e[0] for e in expected)})")
+    for arg, (label, dims) in zip(actual, expected):
+        shape = arg.shape
+        if len(shape) != len(dims):
+            raise BundleError(f"{name}: {kind} '{arg.name}' ({label}) has rank {len(shape)}, expected {len(dims)}")
+        for axis, (got, want) in enumerate(zip(shape, dims)):
+            if want is not None and got != want:
+                raise BundleError(f"{name}: {kind} '{arg.name}' ({label}) has dim {axis} = {got}, "
+                                  f"but bundle.json implies {want}")
+
+
+def _check_metadata(name: str, session: ort.InferenceSession, expected: dict[str, str | int]) -> None:
+    found = session.get_modelmeta().custom_metadata_map
+    for key, want in expected.items():
+        if key not in found:
+            raise BundleError(f"{name}: metadata '{key}' is missing (sherpa-onnx needs it)")
+        if found[key] != str(want):
+            raise BundleError(f"{name}: metadata {key}={found[key]} disagrees with bundle.json ({want})")
+
+
+class Bundle:
+    """A validated bundle: specs from bundle.json, the token table and three ORT sessions.
+
+    Sessions are shared by every stream of a recognizer; they hold no per-stream state.
+    """
+
+    def __init__(self, path: Path, features: FbankConfig, encoder: EncoderSpec, decoder: DecoderSpec,
+                 tokens: list[str], model_card: dict, sessions: dict[str, ort.InferenceSession]) -> None:
+        self.path = path
+        self.features = features
+        self.encoder = encoder
+        self.decoder = decoder
+        self.tokens = tokens
+        self.unk_id = tokens.index(UNK_PIECE) if UNK_PIECE in tokens else None
+        self.model_card = model_card
+        self.encoder_session = sessions["encoder.onnx"]
+        self.decoder_session = sessions["decoder.onnx"]
+        self.joiner_session = sessions["joiner.onnx"]
+
+    @classmethod
+    def load(cls, path: str | Path, num_threads: int = 1) -> Bundle:
+        """Validate the bundle directory at `path` and open its graphs with `num_threads`
+        intra-op threads each (inter-op parallelism stays 1: the graphs run one at a time)."""
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+        path = Path(path)
+        if not path.is_dir():
+            raise BundleError(f"bundle '{path}': no such directory")
+        manifest = cls._read_manifest(path)
+        features = cls._features(manifest)
+        encoder = _spec(EncoderSpec, _section(manifest, "encoder"), "encoder")
+        decoder = _spec(DecoderSpec, _section(manifest, "decoder"), "decoder")
+        _check_encoder_geometry(encoder)
+        cls._check_states(manifest, encoder)
+        contents = cls._verified_files(path, manifest)
+        tokens = _read_tokens(path / "tokens.txt")
+        if len(tokens) != decoder.vocab_size:
+            raise BundleError(f"tokens.txt has {len(tokens)} tokens but bundle.json's decoder.vocab_size "
+                              f"is {decoder.vocab_size}")
+        if decoder.blank_id >= len(tokens) or tokens[decoder.blank_id] != BLANK_PIECE:
+            raise BundleError(f"tokens.txt: id {decoder.blank_id} (decoder.blank_id) must be {BLANK_PIECE}")
+        sessions = {name: _session(name, contents[name], num_threads) for name in ONNX_FILES}
+        cls._check_graphs(sessions, features, encoder, decoder)
+        model_card = manifest.get("model_card", {})
+        if not isinstance(model_card, dict):
+            raise BundleError(f"bundle.json: 'model_card' must be an object, found {model_card!r}")
+        return cls(path, features, encoder, decoder, tokens, model_card, sessions)
+
+    @staticmethod
+    def _read_manifest(path: Path) -> dict:
+        manifest_path = path / "bundle.json"
+        if not manifest_path.is_file():
+            raise BundleError(f"bundle '{path}': bundle.json is missing")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"bundle.json is not valid JSON ({e})") from None
+        if not isinstance(manifest, dict):
+            raise BundleError("bundle.json must hold a JSON object")
+        version = manifest.get("format_version")
+        if version is None:
+            raise BundleError(f"bundle.json has no format_version; this engine supports version "
+                              f"{SUPPORTED_FORMAT_VERSION}")
+        if version != SUPPORTED_FORMAT_VERSION:
+            raise BundleError(f"bundle.json has format_version {version!r}; this engine supports version "
+                              f"{SUPPORTED_FORMAT_VERSION}")
+        model_type = manifest.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise BundleError(f"bundle.json: unknown model_type {model_type!r} (supported: "
+                              f"{', '.join(SUPPORTED_MODEL_TYPES)})")
+        if manifest.get("sample_rate") != SAMPLE_RATE:
+            raise BundleError(f"bundle.json: sample_rate {manifest.get('sample_rate')!r}; the engine's "
+                              f"features run at {SAMPLE_RATE}")
+        return manifest
+
+    @staticmethod
+    def _features(manifest: dict) -> FbankConfig:
+        section = _section(manifest, "features")
+        try:
+            return FbankConfig(**section)
+        except TypeError as e:
+            raise BundleError(f"bundle.json: 'features' does not describe an FbankConfig ({e})") from None
+
+    @staticmethod
+    def _check_states(manifest: dict, enc: EncoderSpec) -> None:
+        expected = [{"name": "h", "shape": [enc.num_layers, 1, enc.d_model]},
+                    {"name": "c", "shape": [enc.num_layers, 1, enc.rnn_hidden_size]}]
+        if manifest.get("states") != expected:
+            raise BundleError(f"bundle.json: 'states' is {manifest.get('states')!r}, but the encoder "
+                              f"section implies {expected}")
+
+    @staticmethod
+    def _verified_files(path: Path, manifest: dict) -> dict[str, bytes]:
+        """Every listed file's bytes, after checking presence, size and SHA-256."""
+        records = _section(manifest, "files")
+        for name in REQUIRED_FILES:
+            if name not in records:
+                raise BundleError(f"bundle.json: 'files' does not list {name}")
+        contents = {}
+        for name, record in records.items():
+            if not isinstance(record, dict) or not {"sha256", "bytes"} <= record.keys():
+                raise BundleError(f"bundle.json: files.{name} needs 'sha256' and 'bytes'")
+            file_path = path / name
+            if not file_path.is_file():
+                raise BundleError(f"bundle '{path}': {name} is missing")
+            data = file_path.read_bytes()
+            if len(data) != record["bytes"]:
+                raise BundleError(f"{name}: {len(data)} bytes, bundle.json records {record['bytes']} "
+                                  f"(truncated or replaced)")
+            if _sha256(data) != record["sha256"]:
+                raise BundleError(f"{name}: checksum mismatch (SHA-256 differs from bundle.json); "
+                                  f"the file is corrupt or was edited")
+            contents[name] = data
+        return contents
+
+    @staticmethod
+    def _check_graphs(sessions: dict[str, ort.InferenceSession], features: FbankConfig,
+                      enc: EncoderSpec, dec: DecoderSpec) -> None:
+        encoder = sessions["encoder.onnx"]
+        h_dims = [enc.num_layers, None, enc.d_model]
+        c_dims = [enc.num_layers, None, enc.rnn_hidden_size]
+        _check_io("encoder.onnx", "input", encoder.get_inputs(),
+                  [("x", [None, None, features.num_bins]), ("h", h_dims), ("c", c_dims)])
+        _check_io("encoder.onnx", "output", encoder.get_outputs(),
+                  [("encoder_out", [None, None, enc.joiner_dim]), ("new_h", h_dims), ("new_c", c_dims)])
+        _check_metadata("encoder.onnx", encoder,
+                        {"model_type": "lstm", "num_encoder_layers": enc.num_layers, "T": enc.window_frames,
+                         "decode_chunk_len": enc.chunk_frames, "d_model": enc.d_model,
+                         "rnn_hidden_size": enc.rnn_hidden_size})
+        decoder = sessions["decoder.onnx"]
+        _check_io("decoder.onnx", "input", decoder.get_inputs(), [("y", [None, dec.context_size])])
+        if decoder.get_inputs()[0].type != "tensor(int64)":
+            raise BundleError(f"decoder.onnx: input y is {decoder.get_inputs()[0].type}, expected tensor(int64)")
+        _check_io("decoder.onnx", "output", decoder.get_outputs(), [("decoder_out", [None, enc.joiner_dim])])
+        _check_metadata("decoder.onnx", decoder, {"vocab_size": dec.vocab_size, "context_size": dec.context_size})
+        joiner = sessions["joiner.onnx"]
+        _check_io("joiner.onnx", "input", joiner.get_inputs(),
+                  [("encoder_out", [None, enc.joiner_dim]), ("decoder_out", [None, enc.joiner_dim])])
+        _check_io("joiner.onnx", "output", joiner.get_outputs(), [("logits", [None, dec.vocab_size])])

@@ -1,0 +1,79 @@
+"""The recognizer: one loaded bundle, any number of streams, the per-window decode loop.
+
+`decode(stream)` runs every window the stream has ready: one encoder call per window
+(state in, state out), greedy search over its frames, then the endpoint check. The
+recognizer holds no per-stream state, so one instance serves many streams.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from framegate.engine.bundle import Bundle
+from framegate.engine.decoding import GreedySearch
+from framegate.engine.endpoint import EndpointConfig, detect_endpoint
+from framegate.engine.errors import BundleError
+from framegate.engine.stream import Result, Stream
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
+
+
+class Recognizer:
+    """Streaming speech recognition with one bundle.
+
+    bundle_path: a bundle directory; None means the default bundle shipped with the engine.
+    num_threads: ONNX Runtime intra-op threads per graph.
+    endpoint: when to close an utterance; None never closes one (one utterance per stream).
+    """
+
+    def __init__(self, bundle_path: str | Path | None = None, num_threads: int = 1,
+                 endpoint: EndpointConfig | None = EndpointConfig()) -> None:
+        if endpoint is not None:
+            endpoint.validate()
+        if bundle_path is None:
+            if not DEFAULT_BUNDLE.is_dir():
+                raise BundleError(
+                    f"no default model bundle is installed ({DEFAULT_BUNDLE} does not exist); pass a bundle "
+                    f"directory (--model BUNDLE), or make one from a checkpoint with "
+                    f"'framegate export --checkpoint PATH --out BUNDLE'")
+            bundle_path = DEFAULT_BUNDLE
+        self.bundle = Bundle.load(bundle_path, num_threads=num_threads)
+        self.endpoint = endpoint
+        self._search = GreedySearch(self.bundle)
+        self._encoder = self.bundle.encoder_session
+
+    def create_stream(self) -> Stream:
+        return Stream(self.bundle, self._search)
+
+    def is_ready(self, stream: Stream) -> bool:
+        """Whether `decode(stream)` has at least one window to run."""
+        return stream.has_window()
+
+    def encode(self, window: np.ndarray, h: np.ndarray, c: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One encoder call: window (window_frames, bins) -> (frames, joiner_dim), new h, new c."""
+        encoder_out, new_h, new_c = self._encoder.run(None, {"x": window[np.newaxis], "h": h, "c": c})
+        return encoder_out[0], new_h, new_c
+
+    def decode(self, stream: Stream) -> None:
+        """Decode every window `stream` has ready, closing utterances at endpoints."""
+        stream.is_endpoint = False
+        while (window := stream.next_window()) is not None:
+            utt = stream.utterance
+            encoder_out, h, c = self.encode(window, utt.h, utt.c)
+            self._search.search(encoder_out, utt.search)
+            stream.commit_chunk(h, c)
+            if self.endpoint is not None and detect_endpoint(
+                    self.endpoint, utterance_s=utt.search.frames * stream.encoder_frame_s,
+                    trailing_silence_s=utt.search.trailing_blank_frames * stream.encoder_frame_s,
+                    decoded_anything=bool(utt.search.tokens)):
+                stream.close_utterance()
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> Result:
+        """A whole signal through one stream, as a file or microphone would feed it."""
+        stream = self.create_stream()
+        stream.accept_waveform(sample_rate, samples)
+        stream.input_finished()
+        self.decode(stream)
+        return stream.result

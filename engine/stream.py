@@ -1,0 +1,233 @@
+"""One audio source's state: audio in, encoder windows out, tokens and segments accumulated.
+
+A `Stream` owns no model: the `Recognizer` runs the graphs and writes the results back
+into the stream's `utterance` state. Everything that belongs to one utterance (fbank,
+feature window, LSTM h/c, decoder context, tokens) lives in `UtteranceState` and is
+rebuilt when the endpointer closes the utterance. The fbank restarts at the cut sample,
+so the next utterance is transcribed exactly as if its audio had started a new stream;
+the stream keeps only the 16 kHz samples not yet behind a decoded chunk for that.
+
+The resampler is the one exception: it runs on the caller's rate before the 16 kHz cut
+point exists, so it carries on across utterances (restarting it would drop or repeat
+audio around the cut).
+
+Memory is bounded however long the stream runs: samples are trimmed after every
+decoded chunk, fbank frames are released once taken, and the window ring is fixed.
+What grows is only what the caller has fed but not yet decoded, plus the transcript.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from framegate.engine.audio import TARGET_RATE, StreamingResampler, to_mono_float32
+from framegate.engine.bundle import Bundle
+from framegate.engine.decoding import GreedySearch, SearchState
+from framegate.engine.errors import AudioInputError
+from framegate.engine.features import StreamingFbank
+from framegate.kernels import FeatureWindow, FeatureWindowConfig
+
+WORD_MARKER = "\u2581"  # sentencepiece's "▁": a piece that starts a word
+
+
+def tokens_to_text(pieces: list[str]) -> str:
+    """Join sentencepiece pieces into words."""
+    return "".join(pieces).replace(WORD_MARKER, " ").strip()
+
+
+@dataclass
+class Segment:
+    """A closed utterance; times in seconds from the start of the stream."""
+
+    text: str
+    tokens: list[str]
+    timestamps: list[float]
+    start_s: float
+    end_s: float
+
+
+@dataclass
+class Result:
+    """Everything decoded so far. `segments` are the closed utterances; once `is_final`,
+    the last utterance is included too, so the segments then cover the whole text."""
+
+    text: str
+    tokens: list[str]
+    timestamps: list[float]
+    segments: list[Segment]
+    is_final: bool
+
+
+@dataclass
+class UtteranceState:
+    """The state of the current utterance; a new one replaces it at every endpoint.
+
+    `samples` holds the 16 kHz samples from utterance-relative index `samples_offset` on:
+    those not yet behind a decoded chunk, needed to restart the fbank at a cut.
+    """
+
+    start_sample: int  # 16 kHz index in the stream where the utterance starts
+    fbank: StreamingFbank
+    window: FeatureWindow
+    h: np.ndarray  # (layers, 1, d_model)
+    c: np.ndarray  # (layers, 1, rnn_hidden_size)
+    search: SearchState
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    samples_offset: int = 0
+    windows: deque[np.ndarray] = field(default_factory=deque)  # assembled, waiting for the encoder
+    chunks_decoded: int = 0
+
+
+class Stream:
+    """Feed audio with `accept_waveform`, let a `Recognizer` decode, read `result`.
+
+    Create streams with `Recognizer.create_stream()`. Not thread-safe: one stream, one
+    caller at a time; different streams of one recognizer may run in different threads.
+    """
+
+    def __init__(self, bundle: Bundle, search: GreedySearch) -> None:
+        self._bundle = bundle
+        self._search = search
+        enc = bundle.encoder
+        self._hop_samples = round(TARGET_RATE * bundle.features.frame_shift_ms / 1000)
+        self._encoder_frame_s = enc.subsampling * bundle.features.frame_shift_ms / 1000
+        self._window_config = FeatureWindowConfig(window_frames=enc.window_frames, chunk_frames=enc.chunk_frames,
+                                                  num_bins=bundle.features.num_bins, pad_value=enc.pad_value)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, including the sample rate: the stream is as if new."""
+        self._input_rate: int | None = None
+        self._resampler: StreamingResampler | None = None
+        self._input_finished = False
+        self._samples_16k = 0
+        self._segments: list[Segment] = []
+        self.is_endpoint = False  # set by Recognizer.decode: did its last call close an utterance?
+        self.utterance = self._new_utterance(start_sample=0)
+
+    def _new_utterance(self, start_sample: int) -> UtteranceState:
+        enc = self._bundle.encoder
+        return UtteranceState(
+            start_sample=start_sample,
+            fbank=StreamingFbank(self._bundle.features),
+            window=FeatureWindow(self._window_config),
+            h=np.zeros((enc.num_layers, 1, enc.d_model), dtype=np.float32),
+            c=np.zeros((enc.num_layers, 1, enc.rnn_hidden_size), dtype=np.float32),
+            search=self._search.initial_state(),
+        )
+
+    # -- audio in ------------------------------------------------------------------------
+    def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
+        """Append samples at `sample_rate` (any dtype; (frames,) or (frames, channels)).
+
+        The rate is fixed by the first call; a different rate later is an AudioInputError.
+        """
+        if self._input_finished:
+            raise AudioInputError("accept_waveform after input_finished(); call reset() to start again")
+        if self._input_rate is None:
+            self._resampler = StreamingResampler(sample_rate)
+            self._input_rate = sample_rate
+        elif sample_rate != self._input_rate:
+            raise AudioInputError(f"sample rate changed mid-stream from {self._input_rate} Hz to {sample_rate} Hz; "
+                                  f"use a new stream (or reset()) for audio at another rate")
+        mono = to_mono_float32(samples, what="accept_waveform samples")
+        self._push_16k(self._resampler.process(mono))
+
+    def input_finished(self) -> None:
+        """No more audio: the tail is flushed and padded so every sample gets decoded."""
+        if self._input_finished:
+            return
+        if self._resampler is not None:
+            self._push_16k(self._resampler.flush())
+        self._input_finished = True
+        self.utterance.fbank.input_finished()
+
+    def _push_16k(self, samples_16k: np.ndarray) -> None:
+        if not len(samples_16k):
+            return
+        utt = self.utterance
+        utt.samples = np.concatenate([utt.samples, samples_16k])
+        utt.fbank.accept(samples_16k)
+        self._samples_16k += len(samples_16k)
+
+    # -- the recognizer's side -------------------------------------------------------------
+    def has_window(self) -> bool:
+        """Whether an encoder window is ready (assembling windows from new fbank frames)."""
+        utt = self.utterance
+        if not utt.windows:
+            frames = utt.fbank.take()
+            if len(frames):
+                utt.windows.extend(utt.window.accept(frames))
+            if self._input_finished and not utt.window.finished:
+                utt.windows.extend(utt.window.finish())
+        return bool(utt.windows)
+
+    def next_window(self) -> np.ndarray | None:
+        """The next encoder window (window_frames, num_bins) of this utterance, or None."""
+        return self.utterance.windows.popleft() if self.has_window() else None
+
+    def commit_chunk(self, h: np.ndarray, c: np.ndarray) -> None:
+        """Record that one window went through the encoder and the search: keep its LSTM
+        state and drop the samples now behind the decoded chunks."""
+        utt = self.utterance
+        utt.h, utt.c = h, c
+        utt.chunks_decoded += 1
+        drop = self._cut_sample() - utt.samples_offset
+        if drop > 0:
+            utt.samples = utt.samples[drop:].copy()
+            utt.samples_offset += drop
+
+    def _cut_sample(self) -> int:
+        """Utterance-relative 16 kHz index where the undecoded audio begins."""
+        return self.utterance.chunks_decoded * self._window_config.chunk_frames * self._hop_samples
+
+    def close_utterance(self) -> None:
+        """End the current utterance at the last decoded chunk and start the next one there."""
+        utt = self.utterance
+        segment = self._segment(utt, end_sample=utt.start_sample + self._cut_sample())
+        if segment.tokens:
+            self._segments.append(segment)
+        cut = min(self._cut_sample(), utt.samples_offset + len(utt.samples))
+        remaining = utt.samples[cut - utt.samples_offset:]
+        self.utterance = nxt = self._new_utterance(start_sample=utt.start_sample + cut)
+        if len(remaining):  # already counted in _samples_16k: refed, not pushed
+            nxt.samples = remaining.copy()
+            nxt.fbank.accept(remaining)
+        if self._input_finished:
+            nxt.fbank.input_finished()
+        self.is_endpoint = True
+
+    # -- results ---------------------------------------------------------------------------
+    @property
+    def encoder_frame_s(self) -> float:
+        """Seconds per encoder frame (subsampling x fbank hop)."""
+        return self._encoder_frame_s
+
+    @property
+    def is_final(self) -> bool:
+        """Input finished and every window decoded."""
+        utt = self.utterance
+        return self._input_finished and utt.window.finished and not utt.windows
+
+    def _segment(self, utt: UtteranceState, end_sample: int) -> Segment:
+        pieces = [self._bundle.tokens[t] for t in utt.search.tokens]
+        start_s = utt.start_sample / TARGET_RATE
+        times = [round(start_s + frame * self._encoder_frame_s, 6) for frame in utt.search.token_frames]
+        return Segment(text=tokens_to_text(pieces), tokens=pieces, timestamps=times, start_s=start_s,
+                       end_s=end_sample / TARGET_RATE)
+
+    @property
+    def result(self) -> Result:
+        current = self._segment(self.utterance, end_sample=self._samples_16k)
+        final = self.is_final
+        segments = self._segments + ([current] if final and current.tokens else [])
+        parts = self._segments + [current]
+        return Result(
+            text=" ".join(s.text for s in parts if s.text),
+            tokens=[t for s in parts for t in s.tokens],
+            timestamps=[t for s in parts for t in s.timestamps],
+            segments=list(segments),
+            is_final=final,
+        )

@@ -1,0 +1,196 @@
+"""RNN-T (transducer) loss for training on CPU without torchaudio.
+
+The loss is the negative log-likelihood of the targets summed over all monotonic
+alignments of the (T, U+1) lattice (Graves 2012). The alpha/beta recursions run in numba
+in float64; the gradient with respect to the raw joiner logits is computed in the forward
+pass with the warp-transducer formula (softmax times node occupancy minus transition
+posteriors), written into the log-softmax buffer so that at most two logits-sized tensors
+(the logits and that buffer) are alive at any time.
+"""
+
+import math
+
+import numba
+import numpy as np
+import torch
+
+_REDUCTIONS = ("mean", "sum", "none")
+_INT_DTYPES = (torch.int32, torch.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _logaddexp(a, b):
+    if a == -np.inf:
+        return b
+    if b == -np.inf:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _lattice_weights(blank_lp, label_lp, frames, target_lens, fastemit_lambda,
+                     loglik, softmax_weight, blank_weight, label_weight):
+    """Fill per-utterance log-likelihoods and the gradient weights of every lattice node.
+
+    blank_lp (B, T, U+1) and label_lp (B, T, U) are float64 log-probabilities of blank and of
+    the next target label. The weight arrays must arrive zeroed; entries outside each
+    utterance's (frames, target_len + 1) lattice are left at zero.
+    """
+    for b in numba.prange(blank_lp.shape[0]):
+        n_t = frames[b]
+        n_u = target_lens[b]
+        alpha = np.empty((n_t, n_u + 1))
+        beta = np.empty((n_t, n_u + 1))
+
+        alpha[0, 0] = 0.0
+        for t in range(n_t):
+            for u in range(n_u + 1):
+                if t == 0 and u == 0:
+                    continue
+                a = -np.inf
+                if t > 0:
+                    a = alpha[t - 1, u] + blank_lp[b, t - 1, u]
+                if u > 0:
+                    a = _logaddexp(a, alpha[t, u - 1] + label_lp[b, t, u - 1])
+                alpha[t, u] = a
+
+        for t in range(n_t - 1, -1, -1):
+            for u in range(n_u, -1, -1):
+                if t == n_t - 1 and u == n_u:
+                    beta[t, u] = blank_lp[b, t, u]
+                    continue
+                bt = -np.inf
+                if t < n_t - 1:
+                    bt = beta[t + 1, u] + blank_lp[b, t, u]
+                if u < n_u:
+                    bt = _logaddexp(bt, beta[t, u + 1] + label_lp[b, t, u])
+                beta[t, u] = bt
+
+        ll = beta[0, 0]
+        loglik[b] = ll
+        for t in range(n_t):
+            for u in range(n_u + 1):
+                occupancy = math.exp(alpha[t, u] + beta[t, u] - ll)
+                if t < n_t - 1:
+                    p_blank = math.exp(alpha[t, u] + blank_lp[b, t, u] + beta[t + 1, u] - ll)
+                elif u == n_u:
+                    p_blank = math.exp(alpha[t, u] + blank_lp[b, t, u] - ll)
+                else:
+                    p_blank = 0.0
+                p_label = 0.0
+                if u < n_u:
+                    p_label = math.exp(alpha[t, u] + label_lp[b, t, u] + beta[t, u + 1] - ll)
+                    label_weight[b, t, u] = (1.0 + fastemit_lambda) * p_label
+                softmax_weight[b, t, u] = occupancy + fastemit_lambda * p_label
+                blank_weight[b, t, u] = p_blank
+
+
+def _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda):
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
+        raise ValueError("logits must be a 4-D tensor (B, T, U+1, V)")
+    if logits.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"logits must be float32 or float64, got {logits.dtype}")
+    batch, frames, labels_plus_one, vocab = logits.shape
+    if batch < 1 or frames < 1 or labels_plus_one < 1 or vocab < 2:
+        raise ValueError(f"logits shape {tuple(logits.shape)} needs B >= 1, T >= 1, U+1 >= 1, V >= 2")
+    named = {"targets": targets, "logit_lengths": logit_lengths, "target_lengths": target_lengths}
+    for name, tensor in named.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype not in _INT_DTYPES:
+            raise ValueError(f"{name} must be an int32 or int64 tensor")
+    for name, tensor in {"logits": logits, **named}.items():
+        if tensor.device.type != "cpu":
+            raise ValueError(f"{name} must be on the CPU, got {tensor.device}")
+    if tuple(targets.shape) != (batch, labels_plus_one - 1):
+        raise ValueError(f"targets shape {tuple(targets.shape)} != (B, U) = {(batch, labels_plus_one - 1)}")
+    for name, tensor, low, high in (("logit_lengths", logit_lengths, 1, frames),
+                                    ("target_lengths", target_lengths, 0, labels_plus_one - 1)):
+        if tuple(tensor.shape) != (batch,):
+            raise ValueError(f"{name} shape {tuple(tensor.shape)} != (B,) = {(batch,)}")
+        if bool((tensor < low).any()) or bool((tensor > high).any()):
+            raise ValueError(f"{name} must lie in [{low}, {high}], got {tensor.tolist()}")
+    if not isinstance(blank, int) or not 0 <= blank < vocab:
+        raise ValueError(f"blank must be an int in [0, {vocab}), got {blank!r}")
+    valid = torch.arange(labels_plus_one - 1) < target_lengths[:, None]
+    used = targets[valid]
+    if bool((used < 0).any()) or bool((used >= vocab).any()) or bool((used == blank).any()):
+        raise ValueError(f"targets within target_lengths must lie in [0, {vocab}) and differ from blank={blank}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if not isinstance(fastemit_lambda, (int, float)) or not math.isfinite(fastemit_lambda) or fastemit_lambda < 0:
+        raise ValueError(f"fastemit_lambda must be a finite number >= 0, got {fastemit_lambda!r}")
+    return valid
+
+
+class _RNNTLoss(torch.autograd.Function):
+    """Loss in forward, gradient precomputed there too; backward only scales it (once)."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda):
+        batch, frames, labels_plus_one, _ = logits.shape
+        labels = labels_plus_one - 1
+        log_probs = torch.log_softmax(logits, dim=-1)
+        label_ids = targets.long().masked_fill(~valid, blank)
+        label_index = label_ids[:, None, :, None].expand(batch, frames, labels, 1)
+        blank_lp = log_probs[..., blank].to(torch.float64).contiguous()
+        label_lp = log_probs[:, :, :labels, :].gather(3, label_index).squeeze(3).to(torch.float64).contiguous()
+
+        loglik = np.zeros(batch)
+        softmax_weight = np.zeros((batch, frames, labels_plus_one))
+        blank_weight = np.zeros((batch, frames, labels_plus_one))
+        label_weight = np.zeros((batch, frames, labels))
+        _lattice_weights(blank_lp.numpy(), label_lp.numpy(),
+                         logit_lengths.to(torch.int64).numpy(), target_lengths.to(torch.int64).numpy(),
+                         float(fastemit_lambda), loglik, softmax_weight, blank_weight, label_weight)
+
+        ctx.reduction = reduction
+        ctx.grads = None
+        if ctx.needs_input_grad[0]:
+            dtype = logits.dtype
+            grads = log_probs.exp_().mul_(torch.from_numpy(softmax_weight).to(dtype).unsqueeze(3))
+            grads[..., blank].sub_(torch.from_numpy(blank_weight).to(dtype))
+            grads[:, :, :labels, :].scatter_add_(3, label_index,
+                                                 torch.from_numpy(label_weight).to(dtype).neg_().unsqueeze(3))
+            ctx.grads = grads
+        del log_probs
+
+        nll = torch.from_numpy(-loglik).to(logits.dtype)
+        if reduction == "mean":
+            return nll.mean()
+        if reduction == "sum":
+            return nll.sum()
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
+            raise RuntimeError("rnnt_loss gradients are scaled in place and can be backpropagated only once")
+        if ctx.reduction == "none":
+            grads.mul_(grad_output.to(grads.dtype).view(-1, 1, 1, 1))
+        elif ctx.reduction == "mean":
+            grads.mul_(grad_output.to(grads.dtype) / grads.shape[0])
+        else:
+            grads.mul_(grad_output.to(grads.dtype))
+        return grads, None, None, None, None, None, None, None
+
+
+def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
+              target_lengths: torch.Tensor, blank: int = 0, reduction: str = "mean",
+              fastemit_lambda: float = 0.0) -> torch.Tensor:
+    """Transducer negative log-likelihood of `targets` given raw joiner `logits`.
+
+    logits: (B, T, U+1, V) float32 (float64 accepted), unnormalized joiner outputs on the CPU.
+    targets: (B, U) int32/int64, padded past `target_lengths`; padding values are ignored.
+    logit_lengths: (B,) frames per utterance in [1, T]; target_lengths: (B,) labels in [0, U].
+    reduction: "mean" (mean over the batch of per-utterance NLL), "sum", or "none" (shape (B,)).
+    fastemit_lambda: FastEmit (Yu et al. 2021): gradients through label emissions are scaled by
+        (1 + lambda) while the returned value stays the plain NLL, as in warp-rnnt and NeMo.
+
+    Gradients at padded lattice positions are exactly zero. The gradient is held by the graph
+    between forward and backward and scaled in place, so the graph can be backpropagated once.
+    Raises ValueError naming the offending argument.
+    """
+    valid = _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda)
+    return _RNNTLoss.apply(logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda)

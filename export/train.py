@@ -1,0 +1,305 @@
+"""Training recipe for the streaming LSTM transducer: `framegate train --config FILE`.
+
+Built for two CPU cores: features cached once, length-bucketed batches (shortest first
+in the first epoch), an auxiliary CTC loss to leave the blank plateau early, SpecAugment
+after a warm-up, checkpoints every few minutes with automatic resume, periodic dev WER.
+Under `torchrun` it trains data-parallel (gloo on CPU, nccl on GPUs).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from framegate.export.feature_cache import FeatureCache, length_buckets, read_manifest
+from framegate.export.greedy import greedy_search
+from framegate.export.loss import rnnt_loss
+from framegate.export.models.lstm_transducer import (LstmTransducer, LstmTransducerConfig, decoder_contexts,
+                                                     subsampled_length)
+from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    corpus_dir: str
+    work_dir: str
+    model: LstmTransducerConfig = field(default_factory=LstmTransducerConfig)
+    max_batch_frames: int = 6000          # ~60 s of audio per batch (per process)
+    peak_lr: float = 1.5e-3
+    warmup_steps: int = 800
+    weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    ctc_weight: float = 0.3
+    spec_augment_after: int = 1500        # steps without augmentation first
+    max_steps: int = 1_000_000
+    max_hours: float = 1e9                # stop (with a checkpoint) after this much wall time
+    checkpoint_minutes: float = 5.0
+    eval_every_steps: int = 1000
+    milestone_every_steps: int = 5000
+    dev_utterances: int = 300
+    threads: int = 2
+    seed: int = 1
+    feature_workers: int = 2
+
+    def validate(self) -> None:
+        if not (Path(self.corpus_dir) / "train.jsonl").exists():
+            raise ValueError(f"TrainConfig.corpus_dir: {self.corpus_dir}/train.jsonl does not exist")
+        for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1")
+        self.model.validate()
+
+    @staticmethod
+    def load(path: Path) -> "TrainConfig":
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        model = LstmTransducerConfig(**raw.pop("model", {}))
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        return TrainConfig(model=model, **raw)  # relative paths are relative to the working directory
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    step = max(step, 1)
+    return cfg.peak_lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+
+
+def _spec_augment(x: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Two frequency masks (<= 15 bins) and time masks covering <= ~10 % of each utterance."""
+    x = x.clone()
+    for i in range(x.shape[0]):
+        for _ in range(2):
+            w = int(rng.integers(0, 16))
+            f0 = int(rng.integers(0, x.shape[2] - w + 1))
+            x[i, :, f0:f0 + w] = 0.0
+        n = int(lengths[i])
+        for _ in range(max(1, n // 300)):
+            w = int(rng.integers(0, min(30, max(1, n // 10)) + 1))
+            t0 = int(rng.integers(0, max(1, n - w)))
+            x[i, t0:t0 + w] = 0.0
+    return x
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.work = Path(cfg.work_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self._prepare_data()
+        self.model = LstmTransducer(cfg.model)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        if not self._resume():
+            self._init_normalization()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def _prepare_data(self) -> None:
+        corpus = Path(self.cfg.corpus_dir)
+        bpe_path = self.work / "bpe.model"
+        if self.is_main:
+            if not bpe_path.exists():
+                texts = [r["text"] for r in read_manifest(corpus / "train.jsonl") if r["text"]]
+                train_bpe(texts, bpe_path, self.cfg.model.vocab_size)
+            write_tokens_txt(load_bpe(bpe_path), self.work / "tokens.txt")
+            for split in ("train", "dev"):
+                FeatureCache.build(corpus / f"{split}.jsonl", self.work / "features" / split, self.cfg.feature_workers)
+        self._barrier()
+        self.sp = load_bpe(bpe_path)
+        self.train_set = FeatureCache(self.work / "features" / "train")
+        self.dev_set = FeatureCache(self.work / "features" / "dev")
+        self.train_tokens = [self.sp.encode(u.text) for u in self.train_set.utterances]
+
+    def _init_normalization(self) -> None:
+        feats = self.train_set.feats
+        sample = np.asarray(feats[:: max(1, len(feats) // 200_000)], dtype=np.float64)
+        enc = self.model.encoder
+        enc.feature_mean.copy_(torch.from_numpy(sample.mean(0)).float())
+        enc.feature_inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-5)).float())
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _checkpoint_path(self) -> Path:
+        return self.work / "checkpoint.pt"
+
+    def _save(self) -> None:
+        if not self.is_main:
+            return
+        state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
+                     batch_in_epoch=self.batch_in_epoch, config=asdict(self.cfg))
+        tmp = self._checkpoint_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self._checkpoint_path())
+
+    def save_weights(self, path: Path) -> None:
+        """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
+        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model), step=self.step), path)
+
+    def _resume(self) -> bool:
+        path = self._checkpoint_path()
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        if "opt" in state:
+            self.opt.load_state_dict(state["opt"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if self.is_main:
+            print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", flush=True)
+        return True
+
+    # -- batches -----------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        frames = [u.frames for u in self.train_set.utterances]
+        rng = None if epoch == 0 else np.random.default_rng(self.cfg.seed * 1000 + epoch)
+        batches = length_buckets(frames, self.cfg.max_batch_frames, rng)
+        usable = len(batches) - len(batches) % self.world
+        if usable == 0:
+            raise ValueError(f"{len(batches)} batches cannot feed {self.world} processes: lower max_batch_frames")
+        return batches[self.rank:usable:self.world]
+
+    def _collate(self, idx: list[int], augment: bool, rng: np.random.Generator):
+        feats = [torch.from_numpy(self.train_set.features(i)) for i in idx]
+        lengths = torch.tensor([len(f) for f in feats])
+        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        if augment:
+            x = _spec_augment(x, lengths, rng)
+        toks = [self.train_tokens[i] for i in idx]
+        tlen = torch.tensor([len(t) for t in toks])
+        y = torch.zeros(len(idx), max(1, int(tlen.max())), dtype=torch.long)
+        for i, t in enumerate(toks):
+            y[i, :len(t)] = torch.tensor(t, dtype=torch.long)
+        return x, lengths, y, tlen
+
+    def _loss(self, x, lengths, y, tlen) -> tuple[torch.Tensor, dict]:
+        m = self.model
+        enc, _ = m.encoder(x)
+        enc_len = subsampled_length(lengths).clamp(min=1)
+        contexts = decoder_contexts(y, tlen, m.cfg.context_size, BLANK_ID)
+        dec = m.decoder(contexts)
+        logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+        loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean")
+        ctc_lp = F.log_softmax(m.ctc_head(enc), dim=-1).transpose(0, 1)
+        loss_ctc = F.ctc_loss(ctc_lp, y, enc_len, tlen, blank=BLANK_ID, reduction="sum",
+                              zero_infinity=True) / len(lengths)
+        loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
+        return loss, dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
+
+    # -- evaluation --------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        self.model.eval()
+        refs, hyps = [], []
+        n = min(self.cfg.dev_utterances, len(self.dev_set.utterances))
+        order = sorted(range(len(self.dev_set.utterances)), key=lambda i: self.dev_set.utterances[i].frames)
+        chosen = order[:: max(1, len(order) // max(n, 1))][:n]
+        for start in range(0, len(chosen), 32):
+            idx = chosen[start:start + 32]
+            feats = [torch.from_numpy(self.dev_set.features(i)) for i in idx]
+            lengths = torch.tensor([len(f) for f in feats])
+            enc, _ = self.model.encoder(torch.nn.utils.rnn.pad_sequence(feats, batch_first=True))
+            for i, toks in zip(idx, greedy_search(self.model, enc, subsampled_length(lengths))):
+                refs.append(self.dev_set.utterances[i].text)
+                hyps.append(self.sp.decode(toks))
+        self.model.train()
+        pairs = [(r, h) for r, h in zip(refs, hyps) if r]
+        wer = jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else float("nan")
+        spurious = sum(1 for r, h in zip(refs, hyps) if not r and h.strip())
+        return dict(step=self.step, dev_wer=wer, empty_refs_with_output=spurious, n=len(refs),
+                    example_ref=pairs[0][0] if pairs else "", example_hyp=pairs[0][1] if pairs else "")
+
+    # -- loop --------------------------------------------------------------------------
+    def train(self) -> None:
+        cfg = self.cfg
+        start = time.monotonic()
+        last_ckpt = start
+        log = open(self.work / "train_log.jsonl", "a", encoding="utf-8") if self.is_main else None
+        self.model.train()
+        while self.step < cfg.max_steps:
+            batches = self._epoch_batches(self.epoch)
+            rng = np.random.default_rng(cfg.seed * 7919 + self.epoch * 31 + self.rank)
+            bar = tqdm(batches[self.batch_in_epoch:], initial=self.batch_in_epoch, total=len(batches),
+                       desc=f"epoch {self.epoch}", disable=not self.is_main, mininterval=5)
+            for idx in bar:
+                x, lengths, y, tlen = self._collate(idx, self.step >= cfg.spec_augment_after, rng)
+                for g in self.opt.param_groups:
+                    g["lr"] = _lr(self.step + 1, cfg)
+                loss, parts = self._loss(x, lengths, y, tlen)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.world > 1:
+                    self._average_gradients()
+                gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                if math.isfinite(gnorm):
+                    self.opt.step()
+                self.step += 1
+                self.batch_in_epoch += 1
+                bar.set_postfix(loss=f"{float(loss):.3f}", rnnt=f"{parts['rnnt']:.3f}", step=self.step)
+                if log and self.step % 50 == 0:
+                    log.write(json.dumps(dict(step=self.step, loss=float(loss), **parts, grad_norm=gnorm,
+                                              lr=_lr(self.step, cfg), t=time.monotonic() - start)) + "\n")
+                    log.flush()
+                if self.step % cfg.eval_every_steps == 0 and self.is_main:
+                    result = self.evaluate()
+                    log.write(json.dumps(result) + "\n")
+                    log.flush()
+                    tqdm.write(f"step {self.step}: dev WER {result['dev_wer']:.3f} | {result['example_hyp']}")
+                if self.step % cfg.milestone_every_steps == 0 and self.is_main:
+                    self.save_weights(self.work / f"weights_step{self.step}.pt")
+                now = time.monotonic()
+                out_of_time = (now - start) / 3600 > cfg.max_hours or self.step >= cfg.max_steps
+                if now - last_ckpt > cfg.checkpoint_minutes * 60 or out_of_time:
+                    self._save()
+                    last_ckpt = now
+                if out_of_time:
+                    self._finish(log)
+                    return
+            self.epoch += 1
+            self.batch_in_epoch = 0
+        self._finish(log)
+
+    def _average_gradients(self) -> None:
+        """Data parallelism: every process steps with the mean gradient of all batches."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.model.parameters()]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p, g in zip(self.model.parameters(), grads):
+            p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
+            offset += g.numel()
+
+    def _finish(self, log) -> None:
+        self._save()
+        if self.is_main:
+            self.save_weights(self.work / "weights_last.pt")
+            log.close()
+        self._barrier()
+
+
+def run(config_path: Path) -> None:
+    Trainer(TrainConfig.load(config_path)).train()

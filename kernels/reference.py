@@ -1,0 +1,92 @@
+"""numba reference implementations of the C++ kernels, for tests only.
+
+Written for obviousness, not speed, and structured differently from the C++ (a linear buffer
+shifted after each window instead of a ring; Finish padding from the closed-form length) so the
+two do not share mistakes. Never imported by ``framegate.engine``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from framegate.kernels.feature_window import FeatureWindowConfig
+
+
+@numba.njit(cache=False)
+def _push_frame(pending, held, frame, out, emitted, chunk_frames):
+    """Append one frame; emit and shift by one chunk when the window is full.
+
+    Returns (held, emitted) after the push.
+    """
+    window_frames = pending.shape[0]
+    pending[held] = frame
+    held += 1
+    if held == window_frames:
+        out[emitted] = pending
+        emitted += 1
+        keep = window_frames - chunk_frames
+        pending[:keep] = pending[chunk_frames:].copy()
+        held = keep
+    return held, emitted
+
+
+@numba.njit(cache=False)
+def _stream_windows(frames, block_sizes, window_frames, chunk_frames, pad_value, finish):
+    """All windows of a stream fed in blocks, and how many each call returned.
+
+    counts[i] belongs to block i; counts[-1] to finish (0 when not finishing).
+    """
+    num_frames, num_bins = frames.shape
+    out = np.empty((num_frames // chunk_frames + 2, window_frames, num_bins), np.float32)
+    counts = np.zeros(block_sizes.shape[0] + 1, np.int64)
+    pending = np.empty((window_frames, num_bins), np.float32)
+    held = 0
+    emitted = 0
+    pos = 0
+    for b in range(block_sizes.shape[0]):
+        before = emitted
+        for t in range(pos, pos + block_sizes[b]):
+            held, emitted = _push_frame(pending, held, frames[t], out, emitted, chunk_frames)
+        counts[b] = emitted - before
+        pos += block_sizes[b]
+    if finish and pos > 0:
+        # Smallest L = k*C + (W - C) >= pos with k >= 1.
+        k = max(1, -(-(pos - window_frames + chunk_frames) // chunk_frames))
+        padded_length = k * chunk_frames + window_frames - chunk_frames
+        pad_frame = np.full(num_bins, pad_value, np.float32)
+        before = emitted
+        for _ in range(padded_length - pos):
+            held, emitted = _push_frame(pending, held, pad_frame, out, emitted, chunk_frames)
+        counts[-1] = emitted - before
+    return out[:emitted], counts
+
+
+def reference_windows(
+    frames: np.ndarray,
+    block_sizes: Sequence[int],
+    config: FeatureWindowConfig,
+    finish: bool = True,
+) -> list[np.ndarray]:
+    """What FeatureWindow returns when ``frames`` arrive in ``block_sizes`` blocks.
+
+    One array (k, window_frames, num_bins) per accept call, then one for finish if ``finish``.
+    ``sum(block_sizes)`` must equal ``len(frames)``.
+    """
+    config.validate()
+    frames = np.ascontiguousarray(frames, dtype=np.float32)
+    sizes = np.asarray(block_sizes, dtype=np.int64)
+    if sizes.sum() != frames.shape[0] or (sizes < 0).any():
+        raise ValueError("block_sizes must be >= 0 and sum to len(frames)")
+    windows, counts = _stream_windows(
+        frames,
+        sizes,
+        config.window_frames,
+        config.chunk_frames,
+        np.float32(config.pad_value),
+        finish,
+    )
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    calls = len(sizes) + (1 if finish else 0)
+    return [windows[bounds[i] : bounds[i + 1]] for i in range(calls)]

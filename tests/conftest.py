@@ -1,0 +1,84 @@
+"""Shared fixtures: one tiny random-weight bundle per test session, built by export_bundle.
+
+Tests that need torch import it through these fixtures only, so engine tests that use the
+bundle still run the device path (ONNX Runtime) exactly as a user would.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY_VOCAB = 30
+
+
+def tiny_tokens() -> list[str]:
+    """`<blk>`, `<unk>`, then word-initial and word-internal letter pieces."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    pieces = ["<blk>", "<unk>"] + [f"▁{ch}" for ch in letters[:14]] + list(letters[:TINY_VOCAB - 16])
+    assert len(pieces) == TINY_VOCAB
+    return pieces
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights-only checkpoint of a tiny LstmTransducer plus its tokens.txt, as training writes them.
+
+    The random model is nudged so it both emits and stays silent: normalization maps
+    fbank values to about unit scale, larger LSTM and output weights make the encoder
+    output vary over time, and the blank logit gets a bias (about 3 frames in 4 emit).
+    """
+    import torch
+    from dataclasses import asdict
+
+    from framegate.export.models.lstm_transducer import LstmTransducer, LstmTransducerConfig
+
+    torch.manual_seed(1234)
+    cfg = LstmTransducerConfig(vocab_size=TINY_VOCAB, conv_channels=4, d_model=16, rnn_hidden_size=24,
+                               num_layers=1, joiner_dim=16, decoder_dim=16, context_size=2,
+                               dropout=0.0, chunk_frames=8)
+    model = LstmTransducer(cfg)
+    with torch.no_grad():
+        model.encoder.feature_mean.fill_(-11.0)
+        model.encoder.feature_inv_std.fill_(1 / 7.0)
+        for name, param in model.encoder.lstm.named_parameters():
+            if name.startswith("weight"):
+                param.mul_(3.0)
+        model.encoder.out.weight.mul_(8.0)
+        model.joiner.out.weight.mul_(3.0)
+        model.joiner.out.bias[0] += 3.5
+    work = tmp_path_factory.mktemp("tiny_train")
+    torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "step": 0}, work / "weights.pt")
+    lines = [f"{piece} {i}" for i, piece in enumerate(tiny_tokens())]
+    (work / "tokens.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return work / "weights.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported once; tests that damage a bundle copy it first."""
+    from framegate.export.onnx_export import export_bundle
+
+    return export_bundle(tiny_checkpoint, tmp_path_factory.mktemp("bundle") / "tiny",
+                         model_card={"purpose": "tests", "weights": "random"})
+
+
+@pytest.fixture(scope="session")
+def speechlike_16k() -> np.ndarray:
+    """6.3 s of deterministic speech-like audio at 16 kHz: gliding harmonics, noise bursts, pauses.
+
+    The odd length makes the final window need tail padding.
+    """
+    rng = np.random.default_rng(7)
+    sr = 16000
+    n = int(6.3 * sr) + 37
+    t = np.arange(n) / sr
+    pitch = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * 1.3 * t), 0, None) ** 0.5
+    bursts = rng.standard_normal(n) * (np.sin(2 * np.pi * 0.9 * t + 1.0) > 0.8)
+    signal = 0.25 * voiced * envelope + 0.05 * bursts
+    signal[int(2.0 * sr):int(2.6 * sr)] = 0.0  # a pause of digital silence
+    return signal.astype(np.float32)

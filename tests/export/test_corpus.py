@@ -1,0 +1,100 @@
+"""The offline corpus builder: normalized labels, disjoint splits, complete manifests, determinism, loud failures."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from framegate.export.corpus import CorpusError
+from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
+from framegate.export.corpus.synth import synthesize
+from framegate.export.corpus.text import load_sentences, normalize_text, split_sentences
+from framegate.export.corpus.voices import Voice, voices_by_split
+
+SPLITS = ("train", "dev", "test")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out_dir = tmp_path_factory.mktemp("corpus")
+    build_corpus(out_dir, hours=0.01, seed=7, workers=2, test_words=40, dev_hours=0.002, progress=False)
+    return out_dir
+
+
+def _manifest(out_dir: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (out_dir / f"{split}.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("raw", "label"),
+    [
+        ("Mr. Smith & Dr. Jones met at St. Paul's, etc.", "mister smith and doctor jones met at saint paul's et cetera"),
+        ('"Don\'t   panic!" -- she said.', "don't panic she said"),
+        ("I have 3 cats.", None),
+        ("It costs $5 or 50%", None),
+        ("mail me at a@b", None),
+        ("IBM rules", None),
+    ],
+)
+def test_normalize_text_verbalizes_drops_and_strips(raw: str, label: str | None) -> None:
+    assert normalize_text(raw) == label
+
+
+def test_sentence_splits_are_disjoint_and_normalized() -> None:
+    groups = split_sentences(load_sentences())
+    sets = {split: set(group) for split, group in groups.items()}
+    assert all(sets.values())
+    assert not sets["test"] & sets["train"] and not sets["dev"] & sets["train"] and not sets["test"] & sets["dev"]
+    assert all(normalize_text(s) == s and 3 <= len(s.split()) <= 24 for s in groups["test"])
+
+
+def test_voice_families_are_disjoint_across_splits() -> None:
+    families = {split: {v.family for v in voices} for split, voices in voices_by_split().items()}
+    assert {"espeak-en-gb-scotland", "mbrola-us3", "rms", "bdl"} <= families["test"]
+    assert not families["train"] & families["test"] and not families["train"] & families["dev"] and not families["dev"] & families["test"]
+
+
+def test_manifests_have_exact_keys_and_matching_audio(corpus: Path) -> None:
+    families: dict[str, set[str]] = {}
+    for split in SPLITS:
+        rows = _manifest(corpus, split)
+        assert rows, split
+        for row in rows:
+            assert tuple(row) == MANIFEST_KEYS
+            assert row["split"] == split
+            info = sf.info(corpus / row["audio"])
+            assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+            assert abs(info.frames / 16000 - row["duration_s"]) < 1e-3
+            if row["text"]:
+                assert normalize_text(row["text"]) == row["text"] and 0.5 < row["duration_s"] < 20
+                assert row["speaker"].startswith(row["synthesizer"] + ":") and row["family"]
+        families[split] = {row["family"] for row in rows if row["family"]}
+    assert not families["train"] & families["test"] and not families["train"] & families["dev"]
+    assert sum(len(r["text"].split()) for r in _manifest(corpus, "test")) >= 40
+
+
+def test_every_split_has_empty_transcript_segments(corpus: Path) -> None:
+    for split in SPLITS:
+        empty = [row for row in _manifest(corpus, split) if row["text"] == ""]
+        assert empty and all(0.5 <= row["duration_s"] <= 4.0 and row["speaker"] == "" for row in empty)
+
+
+def test_same_seed_gives_identical_corpus_for_any_worker_count(corpus: Path, tmp_path: Path) -> None:
+    build_corpus(tmp_path, hours=0.01, seed=7, workers=1, test_words=40, dev_hours=0.002, progress=False)
+    for split in SPLITS:
+        assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
+        for row in _manifest(corpus, split):
+            assert np.array_equal(sf.read(corpus / row["audio"])[0], sf.read(tmp_path / row["audio"])[0])
+
+
+def test_missing_synthesizer_binary_raises_corpus_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CorpusError, match="espeak-ng"):
+        build_corpus(tmp_path / "out", hours=0.01, seed=0, workers=1, progress=False)
+
+
+def test_missing_voice_raises_corpus_error_naming_voice_and_package() -> None:
+    with pytest.raises(CorpusError, match="no-such-voice.*rhvoice-english"):
+        synthesize(Voice("rhvoice", "no-such-voice", "x", "us", "male"), "hello there friend")

@@ -1,0 +1,84 @@
+"""The training recipe: learns on tiny data, checkpoints and resumes, runs data-parallel."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from framegate.engine.audio import read_audio
+from framegate.engine.features import compute_fbank
+from framegate.export.feature_cache import FeatureCache, read_manifest
+from framegate.export.train import TrainConfig, Trainer
+
+TINY_MODEL = dict(vocab_size=40, conv_channels=8, d_model=32, rnn_hidden_size=48, num_layers=1,
+                  joiner_dim=32, decoder_dim=32)
+
+
+def _config(tmp: Path, corpus: Path, name: str, **overrides) -> Path:
+    settings = dict(corpus_dir=str(corpus), work_dir=str(tmp / name), max_batch_frames=4000, warmup_steps=5,
+                    peak_lr=3e-3, checkpoint_minutes=0.0, eval_every_steps=1000, milestone_every_steps=1000,
+                    dev_utterances=4, threads=1, spec_augment_after=1000, feature_workers=1)
+    settings.update(overrides)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    lines.append("[model]")
+    lines += [f"{k} = {v}" for k, v in TINY_MODEL.items()]
+    path = tmp / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_training_features_are_the_engine_features(tiny_corpus: Path, tmp_path: Path) -> None:
+    cache = FeatureCache.build(tiny_corpus / "dev.jsonl", tmp_path / "dev", workers=1)
+    row = read_manifest(tiny_corpus / "dev.jsonl")[0]
+    samples, rate = read_audio(tiny_corpus / row["audio"])
+    assert rate == 16000
+    np.testing.assert_allclose(cache.features(0), compute_fbank(samples), atol=2e-2)  # float16 storage
+
+
+def test_loss_falls_when_overfitting_tiny_data(tiny_corpus: Path, tmp_path: Path) -> None:
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "fit", max_steps=40)))
+    batch = trainer._collate(list(range(min(4, len(trainer.train_set.utterances)))), False, np.random.default_rng(0))
+    first, _ = trainer._loss(*batch)
+    trainer.train()
+    trainer.model.train()
+    last, _ = trainer._loss(*batch)
+    assert float(last) < 0.7 * float(first)
+
+
+def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, tiny_corpus, "resume", max_steps=3)
+    Trainer(TrainConfig.load(cfg)).train()
+    cfg2 = _config(tmp_path, tiny_corpus, "resume", max_steps=5)
+    resumed = Trainer(TrainConfig.load(cfg2))
+    assert resumed.step == 3
+    resumed.train()
+    assert resumed.step == 5
+    weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "step"}
+
+
+def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, tiny_corpus, "ddp", max_steps=3, max_batch_frames=800)
+    Trainer(TrainConfig.load(cfg))  # prepare features once, outside the workers
+    script = tmp_path / "ddp_worker.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from pathlib import Path\n"
+        "from framegate.export.train import TrainConfig, Trainer\n"
+        "t = Trainer(TrainConfig.load(Path(sys.argv[1])))\n"
+        "t.train()\n"
+        "flat = torch.cat([p.detach().reshape(-1) for p in t.model.parameters()])\n"
+        "torch.save(flat, Path(sys.argv[2]) / f\"rank{os.environ['RANK']}.pt\")\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           str(script), str(cfg), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(r0, r1)
