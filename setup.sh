@@ -20,7 +20,7 @@ enable_contrib_non_free() {
 
 DEBIAN_PACKAGES=(
   build-essential cmake ninja-build python3-venv python3-dev
-  libportaudio2 libsndfile1 sox alsa-utils clang libclang-rt-14-dev
+  libportaudio2 libsndfile1 sox alsa-utils clang libclang-rt-14-dev tmux
   fortunes fortunes-min wamerican
   espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1
   mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-gr2 mbrola-ro1

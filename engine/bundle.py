@@ -20,9 +20,17 @@ from framegate.engine.errors import BundleError
 from framegate.engine.features import SAMPLE_RATE, FbankConfig
 
 SUPPORTED_FORMAT_VERSION = 1
-SUPPORTED_MODEL_TYPES = ("lstm_transducer",)
-ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
-REQUIRED_FILES = (*ONNX_FILES, "tokens.txt")
+SUPPORTED_MODEL_TYPES = ("lstm_transducer", "convrnnt")
+# The graphs of each model type's encoder; every type adds decoder.onnx and joiner.onnx.
+ENCODER_FILES = {
+    "lstm_transducer": ("encoder.onnx",),
+    "convrnnt": ("frontend.onnx", "global_cnn.onnx", "encoder_rest.onnx"),
+}
+ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")  # the baseline's (sherpa-onnx runs these)
+
+
+def onnx_files(model_type: str) -> tuple[str, ...]:
+    return (*ENCODER_FILES[model_type], "decoder.onnx", "joiner.onnx")
 BLANK_PIECE = "<blk>"
 UNK_PIECE = "<unk>"
 
@@ -152,15 +160,19 @@ class Bundle:
     """
 
     def __init__(self, path: Path, features: FbankConfig, encoder: EncoderSpec, decoder: DecoderSpec,
-                 tokens: list[str], model_card: dict, sessions: dict[str, ort.InferenceSession]) -> None:
+                 tokens: list[str], model_card: dict, sessions: dict[str, ort.InferenceSession],
+                 model_type: str = "lstm_transducer", manifest: dict | None = None) -> None:
         self.path = path
+        self.model_type = model_type
+        self.manifest = dict(manifest or {})  # the whole bundle.json, for model-type specific sections
+        self.sessions = sessions
         self.features = features
         self.encoder = encoder
         self.decoder = decoder
         self.tokens = tokens
         self.unk_id = tokens.index(UNK_PIECE) if UNK_PIECE in tokens else None
         self.model_card = model_card
-        self.encoder_session = sessions["encoder.onnx"]
+        self.encoder_session = sessions.get("encoder.onnx")  # the LSTM transducer's single encoder graph
         self.decoder_session = sessions["decoder.onnx"]
         self.joiner_session = sessions["joiner.onnx"]
 
@@ -178,20 +190,22 @@ class Bundle:
         encoder = _spec(EncoderSpec, _section(manifest, "encoder"), "encoder")
         decoder = _spec(DecoderSpec, _section(manifest, "decoder"), "decoder")
         _check_encoder_geometry(encoder)
-        cls._check_states(manifest, encoder)
-        contents = cls._verified_files(path, manifest)
+        model_type = manifest["model_type"]
+        cls._check_states(manifest, encoder, model_type)
+        contents = cls._verified_files(path, manifest, model_type)
         tokens = _read_tokens(path / "tokens.txt")
         if len(tokens) != decoder.vocab_size:
             raise BundleError(f"tokens.txt has {len(tokens)} tokens but bundle.json's decoder.vocab_size "
                               f"is {decoder.vocab_size}")
         if decoder.blank_id >= len(tokens) or tokens[decoder.blank_id] != BLANK_PIECE:
             raise BundleError(f"tokens.txt: id {decoder.blank_id} (decoder.blank_id) must be {BLANK_PIECE}")
-        sessions = {name: _session(name, contents[name], num_threads) for name in ONNX_FILES}
+        sessions = {name: _session(name, contents[name], num_threads) for name in onnx_files(model_type)}
+        _ENCODER_CHECKS[model_type](sessions, features, encoder, manifest)
         cls._check_graphs(sessions, features, encoder, decoder)
         model_card = manifest.get("model_card", {})
         if not isinstance(model_card, dict):
             raise BundleError(f"bundle.json: 'model_card' must be an object, found {model_card!r}")
-        return cls(path, features, encoder, decoder, tokens, model_card, sessions)
+        return cls(path, features, encoder, decoder, tokens, model_card, sessions, model_type, manifest)
 
     @staticmethod
     def _read_manifest(path: Path) -> dict:
@@ -224,23 +238,32 @@ class Bundle:
     def _features(manifest: dict) -> FbankConfig:
         section = _section(manifest, "features")
         try:
-            return FbankConfig(**section)
+            config = FbankConfig(**section)
         except TypeError as e:
             raise BundleError(f"bundle.json: 'features' does not describe an FbankConfig ({e})") from None
+        try:
+            config.validate()
+        except ValueError as e:
+            raise BundleError(f"bundle.json: features: {e}") from None
+        return config
 
     @staticmethod
-    def _check_states(manifest: dict, enc: EncoderSpec) -> None:
+    def _check_states(manifest: dict, enc: EncoderSpec, model_type: str) -> None:
         expected = [{"name": "h", "shape": [enc.num_layers, 1, enc.d_model]},
                     {"name": "c", "shape": [enc.num_layers, 1, enc.rnn_hidden_size]}]
+        if model_type == "convrnnt":
+            section = _section(manifest, "encoder")
+            cache = [section.get("local_layers"), 1, section.get("local_cache_frames"), section.get("local_channels")]
+            expected.insert(0, {"name": "local_cache", "shape": cache})
         if manifest.get("states") != expected:
             raise BundleError(f"bundle.json: 'states' is {manifest.get('states')!r}, but the encoder "
                               f"section implies {expected}")
 
     @staticmethod
-    def _verified_files(path: Path, manifest: dict) -> dict[str, bytes]:
+    def _verified_files(path: Path, manifest: dict, model_type: str) -> dict[str, bytes]:
         """Every listed file's bytes, after checking presence, size and SHA-256."""
         records = _section(manifest, "files")
-        for name in REQUIRED_FILES:
+        for name in (*onnx_files(model_type), "tokens.txt"):
             if name not in records:
                 raise BundleError(f"bundle.json: 'files' does not list {name}")
         contents = {}
@@ -263,17 +286,6 @@ class Bundle:
     @staticmethod
     def _check_graphs(sessions: dict[str, ort.InferenceSession], features: FbankConfig,
                       enc: EncoderSpec, dec: DecoderSpec) -> None:
-        encoder = sessions["encoder.onnx"]
-        h_dims = [enc.num_layers, None, enc.d_model]
-        c_dims = [enc.num_layers, None, enc.rnn_hidden_size]
-        _check_io("encoder.onnx", "input", encoder.get_inputs(),
-                  [("x", [None, None, features.num_bins]), ("h", h_dims), ("c", c_dims)])
-        _check_io("encoder.onnx", "output", encoder.get_outputs(),
-                  [("encoder_out", [None, None, enc.joiner_dim]), ("new_h", h_dims), ("new_c", c_dims)])
-        _check_metadata("encoder.onnx", encoder,
-                        {"model_type": "lstm", "num_encoder_layers": enc.num_layers, "T": enc.window_frames,
-                         "decode_chunk_len": enc.chunk_frames, "d_model": enc.d_model,
-                         "rnn_hidden_size": enc.rnn_hidden_size})
         decoder = sessions["decoder.onnx"]
         _check_io("decoder.onnx", "input", decoder.get_inputs(), [("y", [None, dec.context_size])])
         if decoder.get_inputs()[0].type != "tensor(int64)":
@@ -284,3 +296,64 @@ class Bundle:
         _check_io("joiner.onnx", "input", joiner.get_inputs(),
                   [("encoder_out", [None, enc.joiner_dim]), ("decoder_out", [None, enc.joiner_dim])])
         _check_io("joiner.onnx", "output", joiner.get_outputs(), [("logits", [None, dec.vocab_size])])
+
+
+def _check_lstm_encoder(sessions: dict[str, ort.InferenceSession], features: FbankConfig, enc: EncoderSpec,
+                        manifest: dict) -> None:
+    encoder = sessions["encoder.onnx"]
+    h_dims = [enc.num_layers, None, enc.d_model]
+    c_dims = [enc.num_layers, None, enc.rnn_hidden_size]
+    _check_io("encoder.onnx", "input", encoder.get_inputs(),
+              [("x", [None, None, features.num_bins]), ("h", h_dims), ("c", c_dims)])
+    _check_io("encoder.onnx", "output", encoder.get_outputs(),
+              [("encoder_out", [None, None, enc.joiner_dim]), ("new_h", h_dims), ("new_c", c_dims)])
+    _check_metadata("encoder.onnx", encoder,
+                    {"model_type": "lstm", "num_encoder_layers": enc.num_layers, "T": enc.window_frames,
+                     "decode_chunk_len": enc.chunk_frames, "d_model": enc.d_model,
+                     "rnn_hidden_size": enc.rnn_hidden_size})
+
+
+def _check_convrnnt_encoder(sessions: dict[str, ort.InferenceSession], features: FbankConfig, enc: EncoderSpec,
+                            manifest: dict) -> None:
+    """frontend.onnx -> (C++ global CNN) -> encoder_rest.onnx; global_cnn.onnx holds the kernel's
+    weights as outputs named and shaped as bundle.json's global_cnn.tensors list them."""
+    section = _section(manifest, "encoder")
+    sizes = {}
+    for key in ("local_channels", "local_layers", "local_cache_frames", "global_channels"):
+        value = section.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BundleError(f"bundle.json: 'encoder.{key}' must be a positive int, found {value!r}")
+        sizes[key] = value
+    cache_dims = [sizes["local_layers"], None, sizes["local_cache_frames"], sizes["local_channels"]]
+    frontend = sessions["frontend.onnx"]
+    _check_io("frontend.onnx", "input", frontend.get_inputs(),
+              [("x", [None, None, features.num_bins]), ("local_cache", cache_dims)])
+    _check_io("frontend.onnx", "output", frontend.get_outputs(),
+              [("local", [None, None, sizes["local_channels"]]), ("global_in", [None, None, sizes["global_channels"]]),
+               ("new_local_cache", cache_dims)])
+    rest = sessions["encoder_rest.onnx"]
+    h_dims = [enc.num_layers, None, enc.d_model]
+    c_dims = [enc.num_layers, None, enc.rnn_hidden_size]
+    _check_io("encoder_rest.onnx", "input", rest.get_inputs(),
+              [("local", [None, None, sizes["local_channels"]]),
+               ("global_out", [None, None, sizes["global_channels"]]), ("h", h_dims), ("c", c_dims)])
+    _check_io("encoder_rest.onnx", "output", rest.get_outputs(),
+              [("encoder_out", [None, None, enc.joiner_dim]), ("new_h", h_dims), ("new_c", c_dims)])
+    gcnn = _section(manifest, "global_cnn")
+    if gcnn.get("channels") != sizes["global_channels"]:
+        raise BundleError(f"bundle.json: global_cnn.channels {gcnn.get('channels')!r} != encoder.global_channels "
+                          f"{sizes['global_channels']}")
+    records = gcnn.get("tensors")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"name", "shape"} <= r.keys()
+                                                for r in records):
+        raise BundleError("bundle.json: global_cnn.tensors must list objects with 'name' and 'shape'")
+    outputs = {o.name: o.shape for o in sessions["global_cnn.onnx"].get_outputs()}
+    for record in records:
+        if record["name"] not in outputs:
+            raise BundleError(f"global_cnn.onnx: has no tensor '{record['name']}' that bundle.json lists")
+        if list(outputs[record["name"]]) != list(record["shape"]):
+            raise BundleError(f"global_cnn.onnx: tensor '{record['name']}' has shape {outputs[record['name']]}, "
+                              f"bundle.json records {record['shape']}")
+
+
+_ENCODER_CHECKS = {"lstm_transducer": _check_lstm_encoder, "convrnnt": _check_convrnnt_encoder}

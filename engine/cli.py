@@ -1,6 +1,6 @@
 """`framegate`: the one command-line dispatcher.
 
-Verbs: transcribe (device path), corpus build, train, export (torch side). Torch-side
+Verbs: transcribe and mic (device path), corpus build, train, export (torch side). Torch-side
 modules are imported inside their verbs, so `framegate transcribe` never loads torch.
 User errors (every FramegateError, OSError on paths the user named) print one line,
 `framegate: error: ...`, and exit with status 2; no traceback.
@@ -58,13 +58,42 @@ def _transcribe(args: argparse.Namespace) -> int:
                       "timestamps": result.timestamps, "duration_s": round(duration_s, 6),
                       "rtf": round(elapsed / duration_s, 6)}
             if len(result.segments) > 1:
-                record["segments"] = [{"text": s.text, "start_s": round(s.start_s, 6), "end_s": round(s.end_s, 6)}
+                record["segments"] = [{"text": s.text, "start": round(s.start_s, 6), "end": round(s.end_s, 6)}
                                       for s in result.segments]
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif len(args.files) > 1:
             print(f"{path}\t{result.text}", flush=True)
         else:
             print(result.text, flush=True)
+    return 0
+
+
+def _mic(args: argparse.Namespace) -> int:
+    """Live transcription from a microphone or, at real-time pace, from a file."""
+    from framegate.engine.capture import FileSource
+    from framegate.engine.live import LiveSession
+    from framegate.engine.live_view import CpuLoadMeter, LiveView
+    from framegate.engine.recognizer import Recognizer
+    from framegate.engine.recording import SessionRecorder
+
+    if args.list_devices:
+        from framegate.engine.mic import list_input_devices
+
+        print("\n".join(list_input_devices()) or "no audio input devices found")
+        return 0
+    recognizer = Recognizer(args.model, num_threads=args.threads)
+    if args.compute_threshold is not None:
+        raise FramegateError(f"bundle '{recognizer.bundle.path}' has no compute dial: it is a dense LSTM "
+                             "transducer that runs every part for every frame; --compute-threshold applies "
+                             "to gated bundles only")
+    if args.from_file is not None:
+        source = FileSource(args.from_file)
+    else:
+        from framegate.engine.mic import DeviceSource, parse_device
+
+        source = DeviceSource(parse_device(args.device))
+    recorder = SessionRecorder(args.save, source.sample_rate) if args.save is not None else None
+    LiveSession(recognizer, source, LiveView(sys.stdout), CpuLoadMeter(), recorder).run()
     return 0
 
 
@@ -83,16 +112,85 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from framegate.export.onnx_export import export_bundle
+    if (args.checkpoint is None) == (args.model is None):
+        raise FramegateError("export needs exactly one source: --checkpoint PATH (or, with --format sherpa-onnx, "
+                             "--model BUNDLE)")
+    if args.model is not None:
+        if args.format != "sherpa-onnx":
+            raise FramegateError("--model BUNDLE is a source only for --format sherpa-onnx; a bundle is "
+                                 "exported from --checkpoint")
+        from framegate.export.sherpa_export import write_sherpa_dir
 
+        print(write_sherpa_dir(args.model, args.out))
+        return 0
     if not args.checkpoint.is_file():
         raise FramegateError(f"checkpoint '{args.checkpoint}': no such file")
     try:
-        out = export_bundle(args.checkpoint, args.out, tokens=args.tokens,
-                            model_card={"checkpoint": str(args.checkpoint)})
+        if args.format == "sherpa-onnx":
+            from framegate.export.sherpa_export import export_sherpa_from_checkpoint
+
+            out = export_sherpa_from_checkpoint(args.checkpoint, args.out, tokens=args.tokens)
+        else:
+            from framegate.export.onnx_export import export_bundle
+
+            out = export_bundle(args.checkpoint, args.out, tokens=args.tokens,
+                                model_card={"checkpoint": str(args.checkpoint)})
     except ValueError as e:  # export's refusals of the inputs (config, tokens) are user errors
         raise FramegateError(str(e)) from None
     print(out)
+    return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from framegate.export.model_card import write_model_card
+
+    print(write_model_card(args.bundle, args.corpus, args.checkpoint, args.wer, args.real_speech))
+    return 0
+
+
+def _bench_wer(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.wer import run
+
+    report = run(args.model, args.manifest, args.json, threads=args.threads, limit=args.limit)
+    print(f"WER {100 * report['wer']:.2f} % (synthetic, {report['words']} words, 95 % CI "
+          f"{100 * report['ci95'][0]:.2f}-{100 * report['ci95'][1]:.2f}), RTF {report['rtf']:.4f} -> {args.json}")
+    return 0
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.soak import run
+
+    report = run(args.model, args.minutes, args.json, seed=args.seed, manifest=args.manifest,
+                 cli_file_minutes=args.cli_file_minutes)
+    rss, drift, seg = report["rss_mb"], report["drift"], report["segments"]
+    print(f"soak {args.minutes:g} min: RSS +{rss['growth_after_warmup']:.2f} MB after warm-up, per-chunk drift "
+          f"x{drift['ratio_end_over_start']:.3f}, segments identical {seg['identical_when_replayed_alone']}/"
+          f"{seg['endpointed']} -> {args.json}")
+    return 0
+
+
+def _bench_real_speech(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.real_speech import run
+
+    report = run(args.model, args.json)
+    for name, r in report["engines"].items():
+        print(f"{name}: WER {100 * r['wer']:.1f} % (human speech, {report['words']} words), RTF {r['rtf']:.4f}")
+    return 0
+
+
+def _bench_latency(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.latency import LatencyOptions, run
+
+    if args.manifest is None and args.wav_list is None:
+        raise FramegateError("bench latency needs audio: --manifest JSONL (e.g. the test split) and/or --wav-list FILE")
+    options = LatencyOptions(threads=tuple(args.threads), block_ms=args.block_ms, tail_s=args.tail_s,
+                             real_time_utts=args.real_time_utts, rounds=args.rounds, limit=args.limit)
+    report = run(args.model, args.json, manifest=args.manifest, wav_list=args.wav_list,
+                 checkpoint=args.checkpoint, options=options)
+    print(f"RTF {report['rtf']:.4f} ({options.threads[0]} thread(s)), chunk p99 {report['chunk_ms']['p99']:.2f} ms, "
+          f"last word p95 {report['last_word_ms']['p95']} ms, peak RSS {report['peak_rss_mb']:.0f} MB, "
+          f"overhead vs raw ONNX Runtime x{report['engine_overhead']:.2f}, vs sherpa-onnx "
+          f"x{report['vs_sherpa_onnx']:.2f} -> {args.json}")
     return 0
 
 
@@ -108,25 +206,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
     p.set_defaults(run=_transcribe)
 
+    p = verbs.add_parser("mic", help="live transcription from a microphone (or a file at real-time pace)")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
+                   help="bundle directory (default: the bundle shipped with the engine)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--device", default=None, metavar="ID",
+                        help="input device index or part of its name (default: the system's default input)")
+    source.add_argument("--from-file", type=Path, default=None, metavar="FILE",
+                        help="play FILE through the same pipeline at real-time pace instead of a microphone")
+    source.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
+    p.add_argument("--save", type=Path, default=None, metavar="FILE",
+                   help="write the captured audio to FILE (.wav) and its JSON transcript beside it")
+    p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
+                   help="arbitrator threshold of a gated bundle (a compute dial; dense bundles have none)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
+    p.set_defaults(run=_mic)
+
     p = verbs.add_parser("corpus", help="offline synthetic corpus")
     corpus_verbs = p.add_subparsers(dest="corpus_verb", required=True, metavar="VERB")
     p = corpus_verbs.add_parser("build", help="synthesize a corpus deterministically")
     p.add_argument("--hours", type=_positive_float, required=True)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--workers", type=_positive_int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=2)
     p.set_defaults(run=_corpus_build)
 
     p = verbs.add_parser("train", help="train a model from a recipe")
     p.add_argument("--config", type=Path, required=True, metavar="FILE")
     p.set_defaults(run=_train)
 
-    p = verbs.add_parser("export", help="export a checkpoint to a bundle")
-    p.add_argument("--checkpoint", type=Path, required=True, metavar="PATH")
-    p.add_argument("--out", type=Path, required=True, metavar="BUNDLE")
+    p = verbs.add_parser("export", help="export a checkpoint to a bundle (or a sherpa-onnx model directory)")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="PATH")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
+                   help="with --format sherpa-onnx: lay out this bundle instead of exporting a checkpoint")
+    p.add_argument("--format", choices=("bundle", "sherpa-onnx"), default="bundle",
+                   help="bundle (default) or a directory sherpa-onnx's OnlineRecognizer.from_transducer loads")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--tokens", type=Path, default=None, metavar="PATH",
                    help="tokens.txt (default: the one beside the checkpoint)")
     p.set_defaults(run=_export)
+
+    p = verbs.add_parser("model-card", help="write MODEL_CARD.md into a bundle from measured reports")
+    p.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE")
+    p.add_argument("--corpus", type=Path, required=True, metavar="DIR", help="the training corpus (summary.json)")
+    p.add_argument("--checkpoint", type=Path, required=True, metavar="PATH", help="the checkpoint exported")
+    p.add_argument("--wer", type=Path, required=True, metavar="JSON", help="a 'bench wer' report on the test split")
+    p.add_argument("--real-speech", type=Path, default=None, metavar="JSON", help="a 'bench real-speech' report")
+    p.set_defaults(run=_model_card)
+
+    p = verbs.add_parser("bench", help="benchmarks: each writes a JSON report and a PNG beside it")
+    bench_verbs = p.add_subparsers(dest="bench_verb", required=True, metavar="VERB")
+    p = bench_verbs.add_parser("wer", help="WER per held-out voice family and real-time factor")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL", help="a corpus split, e.g. test.jsonl")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
+    p.set_defaults(run=_bench_wer)
+    p = bench_verbs.add_parser("real-speech", help="alsa-utils' recorded prompts, framegate beside PocketSphinx")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_real_speech)
+    p = bench_verbs.add_parser("soak", help="one long stream: RSS growth, per-chunk drift, segment equality")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
+    p.add_argument("--minutes", type=_positive_float, default=60.0, help="stream length")
+    p.add_argument("--manifest", type=Path, default=None, metavar="JSONL",
+                   help="utterances to join with pauses (default: synthetic speech-like audio)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cli-file-minutes", type=float, default=120.0, metavar="MIN",
+                   help="also run 'framegate transcribe' on a file this long (0: skip)")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_soak)
+    p = bench_verbs.add_parser("latency", help="RTF, per-chunk compute, latency, memory; peers on the same audio")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
+    p.add_argument("--manifest", type=Path, default=None, metavar="JSONL", help="a corpus split, e.g. test.jsonl")
+    p.add_argument("--wav-list", type=Path, default=None, metavar="FILE", help="audio files, one path a line")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
+                   help="the checkpoint the bundle came from: adds the PyTorch eager peer")
+    p.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2], metavar="N",
+                   help="framegate's ONNX Runtime threads, one run each (the first is the headline)")
+    p.add_argument("--block-ms", type=_positive_float, default=20.0, help="live-source block at real-time pace")
+    p.add_argument("--tail-s", type=float, default=2.0, help="silence after each utterance at real-time pace")
+    p.add_argument("--real-time-utts", type=int, default=2,
+                   help="utterances also run at wall-clock pace to check the virtual clock")
+    p.add_argument("--rounds", type=_positive_int, default=3,
+                   help="throughput runs of every engine in turn; each utterance's fastest counts")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_latency)
     return parser
 
 

@@ -6,6 +6,7 @@ frame for frame (a test checks it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import kaldi_native_fbank as knf
@@ -25,6 +26,35 @@ class FbankConfig:
     high_freq: float = -400.0
     dither: float = 0.0
     snip_edges: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field kaldi-native-fbank cannot run with.
+
+        The native extractor divides by the frame shift and aborts the whole process on some
+        bad values (a zero shift is a floating-point exception), so a bundle's feature config
+        is checked here, at load, before it reaches it."""
+        nyquist = SAMPLE_RATE / 2
+        if isinstance(self.num_bins, bool) or not isinstance(self.num_bins, int) or self.num_bins < 3:
+            raise ValueError(f"FbankConfig.num_bins must be an int >= 3, got {self.num_bins!r}")
+        for name in ("frame_length_ms", "frame_shift_ms", "low_freq", "high_freq", "dither"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"FbankConfig.{name} must be a finite number, got {value!r}")
+        shift = round(SAMPLE_RATE * self.frame_shift_ms / 1000)
+        length = round(SAMPLE_RATE * self.frame_length_ms / 1000)
+        if shift < 1:
+            raise ValueError(f"FbankConfig.frame_shift_ms {self.frame_shift_ms} is under one sample at {SAMPLE_RATE} Hz")
+        if not shift <= length <= SAMPLE_RATE:
+            raise ValueError(f"FbankConfig.frame_length_ms {self.frame_length_ms} must span from the frame shift "
+                             f"({self.frame_shift_ms} ms) to 1000 ms")
+        high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
+        if not 0 <= self.low_freq < high <= nyquist:
+            raise ValueError(f"FbankConfig.low_freq {self.low_freq} and high_freq {self.high_freq} must give "
+                             f"0 <= low < high <= {nyquist:g} Hz")
+        if self.dither < 0:
+            raise ValueError(f"FbankConfig.dither must be >= 0, got {self.dither}")
+        if not isinstance(self.snip_edges, bool):
+            raise ValueError(f"FbankConfig.snip_edges must be true or false, got {self.snip_edges!r}")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -11,6 +11,7 @@ import numpy as np
 
 from framegate.engine.bundle import Bundle
 from framegate.engine.decoding import GreedySearch, SearchState
+from framegate.engine.encoder_runner import encoder_runner
 from framegate.engine.features import compute_fbank
 
 
@@ -29,12 +30,9 @@ def padded_features(bundle: Bundle, samples_16k: np.ndarray) -> np.ndarray:
 def encoder_output(bundle: Bundle, samples_16k: np.ndarray) -> np.ndarray:
     """(frames, joiner_dim) from one encoder call over the whole padded utterance."""
     features = padded_features(bundle, samples_16k)
-    enc = bundle.encoder
     if not len(features):
-        return np.zeros((0, enc.joiner_dim), dtype=np.float32)
-    h = np.zeros((enc.num_layers, 1, enc.d_model), dtype=np.float32)
-    c = np.zeros((enc.num_layers, 1, enc.rnn_hidden_size), dtype=np.float32)
-    return bundle.encoder_session.run(None, {"x": features[np.newaxis], "h": h, "c": c})[0][0]
+        return np.zeros((0, bundle.encoder.joiner_dim), dtype=np.float32)
+    return encoder_runner(bundle).encode_utterance(features)
 
 
 def recognize(bundle: Bundle, samples_16k: np.ndarray) -> SearchState:

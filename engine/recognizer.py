@@ -7,13 +7,16 @@ recognizer holds no per-stream state, so one instance serves many streams.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from framegate.engine.audio import to_mono_float32
 from framegate.engine.bundle import Bundle
 from framegate.engine.decoding import GreedySearch
+from framegate.engine.encoder_runner import encoder_runner
 from framegate.engine.endpoint import EndpointConfig, detect_endpoint
-from framegate.engine.errors import BundleError
+from framegate.engine.errors import AudioInputError, BundleError
 from framegate.engine.stream import Result, Stream
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
@@ -41,29 +44,29 @@ class Recognizer:
         self.bundle = Bundle.load(bundle_path, num_threads=num_threads)
         self.endpoint = endpoint
         self._search = GreedySearch(self.bundle)
-        self._encoder = self.bundle.encoder_session
+        self._encoder = encoder_runner(self.bundle)
 
     def create_stream(self) -> Stream:
-        return Stream(self.bundle, self._search)
+        return Stream(self.bundle, self._search, self._encoder)
 
     def is_ready(self, stream: Stream) -> bool:
         """Whether `decode(stream)` has at least one window to run."""
         return stream.has_window()
 
-    def encode(self, window: np.ndarray, h: np.ndarray, c: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One encoder call: window (window_frames, bins) -> (frames, joiner_dim), new h, new c."""
-        encoder_out, new_h, new_c = self._encoder.run(None, {"x": window[np.newaxis], "h": h, "c": c})
-        return encoder_out[0], new_h, new_c
+    def encode(self, window: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """One encoder call: window (window_frames, bins) -> (frames, joiner_dim), the state after it.
+
+        `state` is the model type's encoder state (engine/encoder_runner.py)."""
+        return self._encoder.encode(window, state)
 
     def decode(self, stream: Stream) -> None:
         """Decode every window `stream` has ready, closing utterances at endpoints."""
         stream.is_endpoint = False
         while (window := stream.next_window()) is not None:
             utt = stream.utterance
-            encoder_out, h, c = self.encode(window, utt.h, utt.c)
+            encoder_out, encoder_state = self.encode(window, utt.encoder_state)
             self._search.search(encoder_out, utt.search)
-            stream.commit_chunk(h, c)
+            stream.commit_chunk(encoder_state)
             if self.endpoint is not None and detect_endpoint(
                     self.endpoint, utterance_s=utt.search.frames * stream.encoder_frame_s,
                     trailing_silence_s=utt.search.trailing_blank_frames * stream.encoder_frame_s,
@@ -71,8 +74,15 @@ class Recognizer:
                 stream.close_utterance()
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> Result:
-        """A whole signal through one stream, as a file or microphone would feed it."""
+        """A whole signal through one stream, as a file or microphone would feed it.
+
+        A signal without samples is an AudioInputError: unlike a stream's empty block, an
+        empty whole signal is almost always a caller's mistake (a failed read, a wrong slice).
+        """
         stream = self.create_stream()
+        samples = to_mono_float32(samples, what="transcribe samples")
+        if not len(samples):
+            raise AudioInputError("transcribe samples: the signal is empty (0 samples); nothing to transcribe")
         stream.accept_waveform(sample_rate, samples)
         stream.input_finished()
         self.decode(stream)

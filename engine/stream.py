@@ -2,7 +2,7 @@
 
 A `Stream` owns no model: the `Recognizer` runs the graphs and writes the results back
 into the stream's `utterance` state. Everything that belongs to one utterance (fbank,
-feature window, LSTM h/c, decoder context, tokens) lives in `UtteranceState` and is
+feature window, encoder state (LSTM h/c, global-CNN state), decoder context, tokens) lives in `UtteranceState` and is
 rebuilt when the endpointer closes the utterance. The fbank restarts at the cut sample,
 so the next utterance is transcribed exactly as if its audio had started a new stream;
 the stream keeps only the 16 kHz samples not yet behind a decoded chunk for that.
@@ -13,18 +13,22 @@ audio around the cut).
 
 Memory is bounded however long the stream runs: samples are trimmed after every
 decoded chunk, fbank frames are released once taken, and the window ring is fixed.
-What grows is only what the caller has fed but not yet decoded, plus the transcript.
+What grows is only what the caller has fed but not yet decoded, plus the transcript of
+closed segments; a caller that runs for days takes those with `take_segments` as they
+close, and then nothing grows with the stream's length.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from framegate.engine.audio import TARGET_RATE, StreamingResampler, to_mono_float32
 from framegate.engine.bundle import Bundle
 from framegate.engine.decoding import GreedySearch, SearchState
+from framegate.engine.encoder_runner import EncoderRunner
 from framegate.engine.errors import AudioInputError
 from framegate.engine.features import StreamingFbank
 from framegate.kernels import FeatureWindow, FeatureWindowConfig
@@ -50,8 +54,9 @@ class Segment:
 
 @dataclass
 class Result:
-    """Everything decoded so far. `segments` are the closed utterances; once `is_final`,
-    the last utterance is included too, so the segments then cover the whole text."""
+    """Everything decoded so far, less the segments already taken with `take_segments`.
+    `segments` are the closed utterances; once `is_final`, the last utterance is included
+    too, so the segments then cover the whole text."""
 
     text: str
     tokens: list[str]
@@ -71,8 +76,7 @@ class UtteranceState:
     start_sample: int  # 16 kHz index in the stream where the utterance starts
     fbank: StreamingFbank
     window: FeatureWindow
-    h: np.ndarray  # (layers, 1, d_model)
-    c: np.ndarray  # (layers, 1, rnn_hidden_size)
+    encoder_state: Any  # the model type's (engine/encoder_runner.py): LSTM h/c, global-CNN state, ...
     search: SearchState
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     samples_offset: int = 0
@@ -87,7 +91,8 @@ class Stream:
     caller at a time; different streams of one recognizer may run in different threads.
     """
 
-    def __init__(self, bundle: Bundle, search: GreedySearch) -> None:
+    def __init__(self, bundle: Bundle, search: GreedySearch, encoder: EncoderRunner) -> None:
+        self._encoder = encoder
         self._bundle = bundle
         self._search = search
         enc = bundle.encoder
@@ -108,13 +113,11 @@ class Stream:
         self.utterance = self._new_utterance(start_sample=0)
 
     def _new_utterance(self, start_sample: int) -> UtteranceState:
-        enc = self._bundle.encoder
         return UtteranceState(
             start_sample=start_sample,
             fbank=StreamingFbank(self._bundle.features),
             window=FeatureWindow(self._window_config),
-            h=np.zeros((enc.num_layers, 1, enc.d_model), dtype=np.float32),
-            c=np.zeros((enc.num_layers, 1, enc.rnn_hidden_size), dtype=np.float32),
+            encoder_state=self._encoder.initial_state(),
             search=self._search.initial_state(),
         )
 
@@ -168,11 +171,11 @@ class Stream:
         """The next encoder window (window_frames, num_bins) of this utterance, or None."""
         return self.utterance.windows.popleft() if self.has_window() else None
 
-    def commit_chunk(self, h: np.ndarray, c: np.ndarray) -> None:
-        """Record that one window went through the encoder and the search: keep its LSTM
+    def commit_chunk(self, encoder_state: Any) -> None:
+        """Record that one window went through the encoder and the search: keep its encoder
         state and drop the samples now behind the decoded chunks."""
         utt = self.utterance
-        utt.h, utt.c = h, c
+        utt.encoder_state = encoder_state
         utt.chunks_decoded += 1
         drop = self._cut_sample() - utt.samples_offset
         if drop > 0:
@@ -200,6 +203,16 @@ class Stream:
         self.is_endpoint = True
 
     # -- results ---------------------------------------------------------------------------
+    def take_segments(self) -> list[Segment]:
+        """Hand over the closed segments and forget them: `result` no longer contains them.
+
+        A stream that runs for days would otherwise keep its whole transcript; a long-running
+        caller takes segments as they close (after a `decode` that set `is_endpoint`) and the
+        stream then holds only the current utterance. Callers that never take keep everything.
+        """
+        taken, self._segments = self._segments, []
+        return taken
+
     @property
     def encoder_frame_s(self) -> float:
         """Seconds per encoder frame (subsampling x fbank hop)."""

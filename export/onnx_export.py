@@ -21,7 +21,8 @@ import torch.nn as nn
 
 from framegate.engine.features import SAMPLE_RATE, FbankConfig, compute_fbank
 from framegate.export.exportable_lstm import ExportableEncoder
-from framegate.export.models.lstm_transducer import SUBSAMPLING, LstmTransducer, LstmTransducerConfig
+from framegate.export.models import model_classes
+from framegate.export.models.lstm_transducer import SUBSAMPLING, LstmTransducer
 from framegate.export.tokenizer import BLANK_ID
 
 FORMAT_VERSION = 1
@@ -30,7 +31,7 @@ OPSET = 17
 ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
 
 
-def load_model(checkpoint: Path) -> LstmTransducer:
+def load_model(checkpoint: Path) -> nn.Module:
     """The eval-mode model from a weights-only checkpoint (or a training checkpoint)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if "model_config" in state:
@@ -39,7 +40,9 @@ def load_model(checkpoint: Path) -> LstmTransducer:
         config = state["config"]["model"]
     else:
         raise ValueError(f"{checkpoint}: no model_config in the checkpoint")
-    model = LstmTransducer(LstmTransducerConfig(**config))
+    model_type = state.get("model_type") or state.get("config", {}).get("model_type", "lstm_transducer")
+    model_class, config_class = model_classes(model_type)
+    model = model_class(config_class(**config))
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -117,6 +120,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     tokens = Path(tokens) if tokens is not None else checkpoint.parent / "tokens.txt"
     model = load_model(checkpoint)
+    if not isinstance(model, LstmTransducer):  # e.g. a ConvRNN-T: its own graphs and bundle.json
+        from framegate.export.convrnnt_export import export_convrnnt_bundle
+
+        return export_convrnnt_bundle(model, out_dir, tokens, model_card)
     cfg = model.cfg
     _check_tokens(tokens, cfg.vocab_size)
     features = FbankConfig()

@@ -108,6 +108,7 @@ class Trainer:
         self.model = LstmTransducer(cfg.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
         if not self._resume():
             self._init_normalization()
 
@@ -150,14 +151,15 @@ class Trainer:
         if not self.is_main:
             return
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
-                     batch_in_epoch=self.batch_in_epoch, config=asdict(self.cfg))
+                     batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg))
         tmp = self._checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self._checkpoint_path())
 
     def save_weights(self, path: Path) -> None:
         """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
-        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model), step=self.step), path)
+        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model), step=self.step,
+                        train_seconds=self.train_seconds), path)
 
     def _resume(self) -> bool:
         path = self._checkpoint_path()
@@ -168,6 +170,7 @@ class Trainer:
         if "opt" in state:
             self.opt.load_state_dict(state["opt"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.train_seconds = state.get("train_seconds", 0.0)
         if self.is_main:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", flush=True)
         return True
@@ -237,6 +240,7 @@ class Trainer:
         cfg = self.cfg
         start = time.monotonic()
         last_ckpt = start
+        seconds_before = self.train_seconds
         log = open(self.work / "train_log.jsonl", "a", encoding="utf-8") if self.is_main else None
         self.model.train()
         while self.step < cfg.max_steps:
@@ -258,6 +262,7 @@ class Trainer:
                     self.opt.step()
                 self.step += 1
                 self.batch_in_epoch += 1
+                self.train_seconds = seconds_before + time.monotonic() - start
                 bar.set_postfix(loss=f"{float(loss):.3f}", rnnt=f"{parts['rnnt']:.3f}", step=self.step)
                 if log and self.step % 50 == 0:
                     log.write(json.dumps(dict(step=self.step, loss=float(loss), **parts, grad_norm=gnorm,

@@ -4,5 +4,6 @@
 imported from here, so the device path stays free of numba.
 """
 from framegate.kernels.feature_window import FeatureWindow, FeatureWindowConfig
+from framegate.kernels.global_cnn_state import GlobalCnn, GlobalCnnConfig
 
-__all__ = ["FeatureWindow", "FeatureWindowConfig"]
+__all__ = ["FeatureWindow", "FeatureWindowConfig", "GlobalCnn", "GlobalCnnConfig"]

@@ -90,3 +90,61 @@ def reference_windows(
     bounds = np.concatenate([[0], np.cumsum(counts)])
     calls = len(sizes) + (1 if finish else 0)
     return [windows[bounds[i] : bounds[i + 1]] for i in range(calls)]
+
+
+@numba.njit(cache=False)
+def _affine(weight, x, bias):
+    """weight (out, in) @ x (in,) + bias, as plain loops (numba's @ would need scipy's BLAS)."""
+    out = bias.copy()
+    for i in range(weight.shape[0]):
+        for j in range(weight.shape[1]):
+            out[i] += weight[i, j] * x[j]
+    return out
+
+
+@numba.njit(cache=False)
+def _global_cnn_block(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b, se1_w, se1_b, se2_w, se2_b, dilation,
+                      ema, decay):
+    """One global-CNN block over a whole utterance, frame by frame, indexing the full history."""
+    frames, channels = x.shape
+    hidden = pw1_w.shape[0]
+    u = np.zeros((frames, hidden), x.dtype)
+    for t in range(frames):
+        u[t] = np.maximum(_affine(pw1_w, x[t], pw1_b), 0.0)
+    y = x.copy()
+    running = np.zeros(channels, x.dtype)
+    squeezed = np.zeros(channels, x.dtype)
+    for t in range(frames):
+        v = dw_b.copy()
+        for k in range(3):
+            back = (2 - k) * dilation
+            if t >= back:
+                v += dw_w[:, k] * u[t - back]
+        w = _affine(pw2_w, np.maximum(v, 0.0), pw2_b)
+        if ema:
+            if t == 0:
+                running[:] = w
+            else:
+                running[:] = decay * running + (1.0 - decay) * w
+            squeezed[:] = running
+        else:
+            running += w
+            squeezed[:] = running / (t + 1)
+        gate = 1.0 / (1.0 + np.exp(-_affine(se2_w, np.maximum(_affine(se1_w, squeezed, se1_b), 0.0), se2_b)))
+        y[t] += w * gate
+    return y
+
+
+def reference_global_cnn(frames: np.ndarray, blocks: Sequence[dict], squeeze: str = "cumulative",
+                         ema_decay: float = 0.99, dtype: type = np.float64) -> np.ndarray:
+    """The global CNN's full-utterance causal pass in `dtype` (float64: the drift reference).
+
+    `blocks` as for ``framegate.kernels.GlobalCnn``; block b has dilation 2^b.
+    """
+    x = np.asarray(frames, dtype=dtype)
+    for b, w in enumerate(blocks):
+        arrays = [np.ascontiguousarray(w[k], dtype=dtype) for k in
+                  ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias",
+                   "se1_weight", "se1_bias", "se2_weight", "se2_bias")]
+        x = _global_cnn_block(x, *arrays, 2 ** b, squeeze == "ema", dtype(ema_decay))
+    return x

@@ -15,6 +15,7 @@ namespace py = pybind11;
 namespace framegate {
 // One binding file per bound concept.
 void BindFeatureWindow(py::module_& m);
+void BindGlobalCnnState(py::module_& m);
 }  // namespace framegate
 
 namespace {
@@ -42,4 +43,5 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "framegate's C++ kernels; use them through framegate.kernels.";
   py::register_local_exception_translator(TranslateNativeException);
   framegate::BindFeatureWindow(m);
+  framegate::BindGlobalCnnState(m);
 }

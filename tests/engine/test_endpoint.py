@@ -76,7 +76,7 @@ def test_endpoint_resets_every_per_utterance_state(recognizer, speechlike_16k):
     assert utt.start_sample > 0 and utt.chunks_decoded == 0
     assert utt.search.tokens == [] and utt.search.frames == 0
     assert utt.search.context.tolist() == [[-1, 0]]
-    assert not utt.h.any() and not utt.c.any()
+    assert not utt.encoder_state.h.any() and not utt.encoder_state.c.any()
     assert len(utt.samples) == start + 160 - utt.start_sample  # only audio after the cut is kept
 
 

@@ -36,8 +36,8 @@ def stream_with_encoder_capture(recognizer: Recognizer, blocks: list[np.ndarray]
     captured: list[np.ndarray] = []
     encode = recognizer.encode
 
-    def recording_encode(window, h, c):
-        out = encode(window, h, c)
+    def recording_encode(window, state):
+        out = encode(window, state)
         captured.append(out[0])
         return out
 

@@ -60,7 +60,7 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     resumed.train()
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
-    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "step"}
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "step", "train_seconds"}
 
 
 def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path, tmp_path: Path) -> None:

@@ -1,0 +1,139 @@
+"""Fuzz the Python-free C++ kernels with libFuzzer (ASan + UBSan), bounded or long.
+
+The tests run a bounded campaign (tests/kernels/test_native_threads_and_fuzz.py); this script
+runs a longer one and writes a report (JSON + PNG of coverage over time):
+
+    python -m framegate.benchmarks.fuzz --minutes 30 --json runs/fuzz.json
+
+Needs Debian's clang and libclang-rt-14-dev (setup.sh installs both). A crash leaves its input
+as `crash-*` in the artifact directory: copy it into cpp/fuzz/regressions/ (every later run,
+the tests' included, replays that directory) and fix the kernel.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CPP_DIR = REPO / "cpp"
+REGRESSIONS = CPP_DIR / "fuzz" / "regressions"
+FUZZERS = ("feature_window_fuzz",)
+_PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
+_STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
+
+
+@dataclass(frozen=True)
+class FuzzRun:
+    """One libFuzzer campaign: its final stats and (executions, coverage) progress points."""
+
+    fuzzer: str
+    returncode: int
+    seconds: float
+    stats: dict[str, int]
+    progress: list[tuple[int, int]]
+    log_tail: str
+
+    @property
+    def executions(self) -> int:
+        return self.stats.get("number_of_executed_units", 0)
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def build_fuzzers(build_dir: Path, cmake: str = "cmake", jobs: int = 2) -> dict[str, Path]:
+    """Configure cpp/ with FRAMEGATE_FUZZ=ON under clang and build the harnesses; name -> binary."""
+    clang = shutil.which("clang++")
+    if clang is None:
+        raise RuntimeError("clang++ not found: install Debian's clang and libclang-rt-14-dev (setup.sh does)")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    env = dict(os.environ)
+    _run([cmake, "-S", str(CPP_DIR), "-B", str(build_dir), *generator, f"-DCMAKE_CXX_COMPILER={clang}",
+          "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DFRAMEGATE_FUZZ=ON", "-DFRAMEGATE_WERROR=ON",
+          "-DFRAMEGATE_BUILD_PYTHON=OFF"], env)
+    _run([cmake, "--build", str(build_dir), "--parallel", str(jobs), "--target", *FUZZERS], env)
+    return {name: build_dir / name for name in FUZZERS}
+
+
+def run_fuzzer(binary: Path, *, seconds: int | None = None, runs: int | None = None,
+               workdir: Path, rss_limit_mb: int = 1024) -> FuzzRun:
+    """Run one harness on a fresh corpus in `workdir`, replaying cpp/fuzz/regressions first.
+
+    Bounded by `seconds` (-max_total_time) and/or `runs` (-runs); a crash leaves its input as
+    `workdir/crash-*` and a non-zero return code."""
+    corpus = workdir / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    limits = ([f"-max_total_time={seconds}"] if seconds else []) + ([f"-runs={runs}"] if runs else [])
+    cmd = [str(binary), *limits, "-print_final_stats=1", f"-rss_limit_mb={rss_limit_mb}",
+           f"-artifact_prefix={workdir}/", str(corpus), str(REGRESSIONS)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=dict(os.environ, ASAN_OPTIONS="abort_on_error=1",
+                                   UBSAN_OPTIONS="print_stacktrace=1"))
+    elapsed = time.monotonic() - start
+    stats, progress = {}, []
+    for line in proc.stderr.splitlines():
+        if m := _PROGRESS.match(line):
+            progress.append((int(m.group(1)), int(m.group(2))))
+        elif m := _STAT.match(line):
+            stats[m.group(1)] = int(m.group(2))
+    return FuzzRun(binary.name, proc.returncode, elapsed, stats, progress, "\n".join(proc.stderr.splitlines()[-40:]))
+
+
+def run(minutes: float, json_path: Path, build_dir: Path) -> dict:
+    """Build, fuzz every harness for `minutes` each, write the report and its PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from framegate.benchmarks.report import machine_info, write_report
+
+    binaries = build_fuzzers(build_dir)
+    runs = {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    with tempfile.TemporaryDirectory(prefix="framegate-fuzz-") as tmp:
+        for name, binary in binaries.items():
+            result = run_fuzzer(binary, seconds=max(1, round(60 * minutes)), workdir=Path(tmp) / name)
+            crashes = sorted(p.name for p in (Path(tmp) / name).glob("crash-*"))
+            runs[name] = {"returncode": result.returncode, "seconds": round(result.seconds, 3),
+                          "executions": result.executions, "stats": result.stats,
+                          "crashes": crashes, "log_tail": result.log_tail if result.returncode else ""}
+            if result.progress:
+                ax.plot(*zip(*result.progress), label=name)
+    ax.set_xlabel("executions")
+    ax.set_ylabel("coverage (edges)")
+    ax.set_xscale("log")
+    ax.set_title(f"libFuzzer + ASan + UBSan, {minutes:g} min per harness")
+    ax.legend()
+    report = {"schema": 1, "minutes_per_fuzzer": minutes, "fuzzers": runs, "machine": machine_info(),
+              "clean": all(r["returncode"] == 0 for r in runs.values())}
+    write_report(json_path, report, fig)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="per harness")
+    parser.add_argument("--json", type=Path, required=True, metavar="PATH")
+    parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "fuzz")
+    args = parser.parse_args()
+    report = run(args.minutes, args.json, args.build_dir)
+    for name, r in report["fuzzers"].items():
+        print(f"{name}: {r['executions']} executions in {r['seconds']:.0f} s, "
+              f"{'clean' if r['returncode'] == 0 else 'CRASH ' + ', '.join(r['crashes'])}")
+    return 0 if report["clean"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

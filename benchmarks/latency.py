@@ -1,0 +1,291 @@
+"""`framegate bench latency`: speed, latency and memory of a bundle, beside its peers, in one run.
+
+Every engine runs alone in a child process (benchmarks/peers/) on the same 16 kHz audio
+(benchmarks/utterances.py): framegate at each thread count asked for, the same bundle in
+a bare ONNX Runtime loop, PyTorch eager on the checkpoint (with --checkpoint),
+PocketSphinx, and sherpa-onnx on the bundle's own graphs. The report (JSON + PNG) holds
+the issue's keys (`rtf`, `chunk_ms`, `last_word_ms`, `endpoint_ms`, `algorithmic_ms`,
+`first_partial_ms`, `peak_rss_mb`, `bundle_mb`, `peers`) for framegate's first thread
+count, the same per thread count under `threads`, the token agreement between engines,
+and the physical limit (sgemm peak against the model's MAC rate). benchmarks/README.md
+says what each figure means and how the real-time pace is simulated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framegate.benchmarks.peers import WORD_MARKER
+from framegate.benchmarks.physical_limit import SGEMM_SIZE, model_macs, sgemm_peak
+from framegate.benchmarks.report import machine_info, paired_wer_difference, wer_interval, word_errors, write_report
+from framegate.benchmarks.utterances import Utterance, prepare, read_inputs
+from framegate.engine.bundle import Bundle
+from framegate.engine.errors import FramegateError
+from framegate.engine.recognizer import DEFAULT_BUNDLE
+from framegate.export.sherpa_export import check_sherpa_compatible, write_sherpa_dir
+
+SCHEMA = "framegate.bench.latency/1"
+FLUSH_PAD_S = 0.25  # digital silence after each file for every engine: sherpa-onnx decodes whole windows only
+THROUGHPUT_BLOCK_S = 0.1  # as `framegate transcribe` feeds a file
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """threads: framegate's ONNX Runtime thread counts (the first is the headline and the
+    peers'); block_ms: a live source's block; tail_s: audio after each utterance at real
+    pace (longer than the endpoint rule's silence); real_time_utts: utterances also run at
+    true wall-clock pace to check the virtual clock; rounds: throughput runs of every
+    engine, taken in turn, each utterance's time the fastest of its rounds, so that a
+    burst of load on a shared machine does not land on one engine only."""
+
+    threads: tuple[int, ...] = (1, 2)
+    block_ms: float = 20.0
+    tail_s: float = 2.0
+    real_time_utts: int = 2
+    rounds: int = 3
+    limit: int | None = None
+    sgemm_size: int = SGEMM_SIZE
+
+    def validate(self) -> None:
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ValueError(f"LatencyOptions.threads must be positive thread counts, got {self.threads}")
+        if self.rounds < 1:
+            raise ValueError(f"LatencyOptions.rounds must be >= 1, got {self.rounds}")
+        if not self.block_ms > 0 or not self.tail_s >= 0 or self.real_time_utts < 0:
+            raise ValueError(f"LatencyOptions: block_ms > 0, tail_s >= 0, real_time_utts >= 0 needed, got {self}")
+
+
+def percentiles(values: list[float], ps: tuple[int, ...]) -> dict[str, float | None]:
+    array = np.asarray(values, dtype=np.float64)
+    return {f"p{p}": (float(np.percentile(array, p)) if len(array) else None) for p in ps}
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def token_agreement(reference: list[list[str]], other: list[list[str]], ids: list[str]) -> dict:
+    """How closely another engine's token sequences match framegate's, utterance by utterance.
+
+    `one_is_prefix`: the shorter sequence starts the longer one, i.e. they differ only at
+    the end of the file (sherpa-onnx drops the last partial window that framegate pads).
+    """
+    edits = [edit_distance(a, b) for a, b in zip(reference, other)]
+    longest = sum(max(len(a), len(b)) for a, b in zip(reference, other))
+    prefix = [a[:len(b)] == b or b[:len(a)] == a for a, b in zip(reference, other)]
+    return {"identical": sum(e == 0 for e in edits) / max(len(edits), 1),
+            "one_is_prefix": sum(prefix) / max(len(prefix), 1),
+            "token_agreement": 1 - sum(edits) / longest if longest else 1.0,
+            "differing": [uid for uid, e in zip(ids, edits) if e][:10]}
+
+
+def _run_child(name: str, job: dict, work: Path) -> dict:
+    job_path, out_path = work / f"{name}_{job['threads']}.job.json", work / f"{name}_{job['threads']}.out.json"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "framegate.benchmarks.peers.child", name, str(job_path),
+                           str(out_path)])
+    if done.returncode != 0:
+        raise FramegateError(f"benchmark engine '{name}' failed (exit {done.returncode}); its error is printed above")
+    return json.loads(out_path.read_text(encoding="utf-8"))
+
+
+def fastest_of_rounds(first: dict, again: dict) -> dict:
+    """`first` (the round with the latency passes) with each utterance's throughput time the
+    faster of the two rounds, and the larger peak memory."""
+    merged = dict(first, peak_rss_mb=max(first["peak_rss_mb"], again["peak_rss_mb"]))
+    merged["utterances"] = [dict(u, compute_s=min(u["compute_s"], v["compute_s"]))
+                            for u, v in zip(first["utterances"], again["utterances"])]
+    return merged
+
+
+def _rtf(result: dict) -> float:
+    return sum(u["compute_s"] for u in result["utterances"]) / sum(u["audio_s"] for u in result["utterances"])
+
+
+def _text(record: dict) -> str:
+    if "text" in record and "tokens" not in record:
+        return record["text"]
+    return "".join(record["tokens"]).replace(WORD_MARKER, " ").strip()
+
+
+def _latencies(records: list[dict], utterances: list[Utterance], key: str) -> dict[str, list[float]]:
+    """Per-utterance latencies in ms from the `key` pass ("virtual" or "real_time")."""
+    out: dict[str, list[float]] = {"last_word_ms": [], "last_word_compute_ms": [], "endpoint_ms": [],
+                                   "first_partial_ms": []}
+    for record, utt in zip(records, utterances):
+        run = record.get(key)
+        if run is None:
+            continue
+        if run["last_token_s"] is not None:
+            out["last_word_ms"].append(1000 * (run["last_token_s"] - utt.speech_end_s))
+            out["last_word_compute_ms"].append(1000 * (run["last_token_s"] - run["last_token_arrival_s"]))
+        if run["endpoint_s"] is not None:
+            out["endpoint_ms"].append(1000 * (run["endpoint_s"] - utt.speech_end_s))
+        if run["first_token_s"] is not None:
+            out["first_partial_ms"].append(1000 * (run["first_token_s"] - utt.speech_start_s))
+    return out
+
+
+def _framegate_summary(result: dict, utterances: list[Utterance], chunk_ms: float) -> dict:
+    records = result["utterances"]
+    chunk_times = [1000 * t for r in records for t in r["chunk_compute_s"]]
+    chunk = percentiles(chunk_times, (50, 95, 99))
+    lat = _latencies(records, utterances, "virtual")
+    summary = {
+        "threads": result["threads"], "rtf": _rtf(result), "chunk_ms": chunk,
+        "chunk_ratio": {k: (v / chunk_ms if v is not None else None) for k, v in chunk.items()},
+        "chunks": len(chunk_times),
+        "last_word_ms": percentiles(lat["last_word_ms"], (50, 95)),
+        "last_word_compute_ms": percentiles(lat["last_word_compute_ms"], (50, 95)),
+        "endpoint_ms": percentiles(lat["endpoint_ms"], (50, 95)),
+        "first_partial_ms": percentiles(lat["first_partial_ms"], (50, 95)),
+        "latency_counts": {k: len(v) for k, v in lat.items()},
+        "peak_rss_mb": result["peak_rss_mb"], "final_rss_mb": result["final_rss_mb"],
+        "modules_loaded": result["modules"],
+    }
+    real = _latencies(records, utterances, "real_time")
+    if real["last_word_ms"] or real["first_partial_ms"]:
+        checked = [(r, u) for r, u in zip(records, utterances) if "real_time" in r]
+        virtual = _latencies([r for r, _ in checked], [u for _, u in checked], "virtual")
+        summary["pace_check"] = {
+            "utterances": len(checked),
+            "real_minus_virtual_ms": {k: [a - b for a, b in zip(real[k], virtual[k])]
+                                      for k in real if len(real[k]) == len(virtual[k])},
+            "real_time_chunk_ms": percentiles([1000 * t for r, _ in checked for t in r["real_time"]["chunk_compute_s"]],
+                                              (50, 95, 99)),
+        }
+    return summary
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: Path | None = None,
+        checkpoint: Path | None = None, options: LatencyOptions = LatencyOptions()) -> dict:
+    """Run every engine on the inputs, write the report at `out` (and a PNG beside it), return it."""
+    options.validate()
+    bundle_dir = Path(model) if model is not None else DEFAULT_BUNDLE
+    if model is None and not DEFAULT_BUNDLE.is_dir():
+        raise FramegateError(f"no default model bundle is installed ({DEFAULT_BUNDLE}); pass --model BUNDLE")
+    bundle = Bundle.load(bundle_dir)
+    check_sherpa_compatible(bundle)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FramegateError(f"checkpoint '{checkpoint}': no such file")
+    enc, hop_ms = bundle.encoder, bundle.features.frame_shift_ms
+    chunk_ms = enc.chunk_frames * hop_ms
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="framegate_bench_") as scratch:
+        work = Path(scratch)
+        utterances = prepare(read_inputs(manifest, wav_list, options.limit), work / "audio")
+        sherpa_dir = write_sherpa_dir(bundle_dir, work / "sherpa-onnx")
+        job = {"bundle": str(bundle_dir), "utterances": [u.to_dict() for u in utterances],
+               "flush_pad_s": FLUSH_PAD_S, "throughput_block_s": THROUGHPUT_BLOCK_S,
+               "paced": {"block_ms": options.block_ms, "tail_s": options.tail_s,
+                         "real_time_utts": options.real_time_utts}}
+        jobs = {("framegate", t): {**job, "threads": t} for t in options.threads}
+        extras = {"onnxruntime": {}, "sherpa-onnx": {"sherpa_dir": str(sherpa_dir)}, "pocketsphinx": {}}
+        if checkpoint is not None:
+            extras["pytorch"] = {"checkpoint": str(checkpoint)}
+        jobs.update({(name, options.threads[0]): {**job, **extra, "threads": options.threads[0]}
+                     for name, extra in extras.items()})
+        results: dict[tuple[str, int], dict] = {}
+        for round_index in range(options.rounds):
+            for key, engine_job in jobs.items():
+                again = _run_child(key[0], {**engine_job, "throughput_only": round_index > 0}, work)
+                results[key] = again if key not in results else fastest_of_rounds(results[key], again)
+        framegate = {t: results[("framegate", t)] for t in options.threads}
+        peers = {name: results[(name, options.threads[0])] for name in extras}
+    sgemm = sgemm_peak(options.sgemm_size)
+    macs = model_macs(bundle_dir)
+    report = _assemble(bundle, bundle_dir, utterances, framegate, peers, sgemm, macs, options, chunk_ms)
+    report["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
+    report["checkpoint"] = str(checkpoint) if checkpoint is not None else None
+    report["inputs"] = {"manifest": str(manifest) if manifest else None, "wav_list": str(wav_list) if wav_list else None}
+    per_utt_path = out.with_name(out.stem + "_utterances.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    first = framegate[options.threads[0]]["utterances"]
+    per_utt_path.write_text("".join(json.dumps({**u.to_dict(), "framegate": _text(r), "virtual": r["virtual"],
+                                                "real_time": r.get("real_time"),
+                                                **{n: _text(p["utterances"][i]) for n, p in peers.items()}},
+                                               ensure_ascii=False) + "\n"
+                                    for i, (u, r) in enumerate(zip(utterances, first))), encoding="utf-8")
+    report["per_utterance"] = str(per_utt_path)
+    from framegate.benchmarks.latency_figure import figure
+
+    write_report(out, report, figure(report))
+    return report
+
+
+def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], framegate: dict[int, dict],
+              peers: dict[str, dict], sgemm: dict, macs: dict, options: LatencyOptions, chunk_ms: float) -> dict:
+    per_threads = {str(t): _framegate_summary(r, utterances, chunk_ms) for t, r in framegate.items()}
+    head = per_threads[str(options.threads[0])]
+    ids = [u.id for u in utterances]
+    scored = [i for i, u in enumerate(utterances) if u.reference is not None]
+    refs = [utterances[i].reference for i in scored]
+    fg_records = framegate[options.threads[0]]["utterances"]
+    fg_errors, words = word_errors(refs, [_text(fg_records[i]) for i in scored])
+    wer = wer_interval(fg_errors, words) if scored else None
+    fg_tokens = [r["tokens"] for r in fg_records]
+    peer_reports = {}
+    for name, result in peers.items():
+        entry: dict = {"rtf": _rtf(result), "threads": result["threads"], "peak_rss_mb": result["peak_rss_mb"],
+                       "final_rss_mb": result["final_rss_mb"]}
+        if scored:
+            errors, _ = word_errors(refs, [_text(result["utterances"][i]) for i in scored])
+            p_wer, lo, hi = wer_interval(errors, words)
+            entry.update(wer=p_wer, ci95=[lo, hi], wer_minus_framegate=paired_wer_difference(errors, fg_errors, words))
+        else:
+            entry["wer"] = None
+        if "tokens" in result["utterances"][0]:
+            entry["tokens_vs_framegate"] = token_agreement(fg_tokens, [r["tokens"] for r in result["utterances"]], ids)
+        entry["framegate_time_ratio"] = head["rtf"] / entry["rtf"]
+        peer_reports[name] = entry
+    macs_per_s = macs["macs_per_audio_s"] / head["rtf"]
+    raw_rtf = peer_reports["onnxruntime"]["rtf"]
+    return {
+        "schema": SCHEMA,
+        "speech": "synthetic" if scored else "unscored",
+        "model": str(bundle_dir), "model_card": bundle.model_card,
+        "utterances": len(utterances), "words": int(words.sum()) if scored else 0,
+        "audio_s": sum(u.duration_s for u in utterances),
+        "rtf": head["rtf"], "threads_headline": options.threads[0],
+        "chunk_ms": head["chunk_ms"], "chunk_ratio": head["chunk_ratio"], "chunk_audio_ms": chunk_ms,
+        "last_word_ms": head["last_word_ms"], "last_word_compute_ms": head["last_word_compute_ms"],
+        "endpoint_ms": head["endpoint_ms"],
+        "algorithmic_ms": bundle.encoder.window_frames * bundle.features.frame_shift_ms,
+        "first_partial_ms": head["first_partial_ms"], "latency_counts": head["latency_counts"],
+        "peak_rss_mb": head["peak_rss_mb"], "final_rss_mb": head["final_rss_mb"],
+        "bundle_mb": sum(p.stat().st_size for p in bundle_dir.iterdir() if p.is_file()) / 1e6,
+        "wer": wer[0] if wer else None, "ci95": [wer[1], wer[2]] if wer else None,
+        "engine_overhead": head["rtf"] / raw_rtf,
+        "vs_sherpa_onnx": peer_reports["sherpa-onnx"]["framegate_time_ratio"],
+        "peers": peer_reports,
+        "threads": per_threads,
+        "physical_limit": {"sgemm": sgemm, "model_macs": macs, "achieved_macs_per_s": macs_per_s,
+                           "fraction_of_sgemm_peak": macs_per_s / sgemm["macs_per_s"],
+                           "raw_onnxruntime_fraction_of_peak": macs["macs_per_audio_s"] / raw_rtf / sgemm["macs_per_s"]},
+        "method": {"options": asdict(options), "flush_pad_s": FLUSH_PAD_S, "throughput_block_s": THROUGHPUT_BLOCK_S,
+                   "clock": "virtual (measured compute, real-time arrival recurrence); "
+                            f"first {options.real_time_utts} utterances also at wall-clock pace (pace_check)"},
+        "machine": {**machine_info(), "cpu_model": _cpu_model()},
+    }

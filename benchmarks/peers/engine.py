@@ -1,0 +1,63 @@
+"""framegate itself: file-mode throughput, then the real-time-pace latency passes.
+
+Throughput (RTF, tokens for the agreement check): every utterance plus the shared flush
+pad is fed in 100 ms blocks back to back, as `framegate transcribe` feeds a file, with
+endpointing off so each file is one utterance, as in the peers. Latency: the utterance
+followed by `tail_s` of digital silence, fed in `block_ms` blocks at real-time pace with
+the default endpoint rules on; every utterance on the virtual clock, the first
+`real_time_utts` also at true wall-clock pace (benchmarks/realtime.py). A job with
+`throughput_only` (the benchmark's later rounds) runs the throughput pass alone.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from framegate.benchmarks.realtime import RATE, PacedRun, WindowCountingRecognizer, run_paced
+from framegate.engine.endpoint import EndpointConfig
+
+
+def _paced_record(run: PacedRun) -> dict:
+    return {"tokens": run.tokens, "first_token_s": run.first_token_s, "last_token_s": run.last_token_s,
+            "last_token_arrival_s": run.last_token_arrival_s, "endpoint_s": run.endpoint_s,
+            "compute_s": run.compute_s}
+
+
+def run(job: dict) -> dict:
+    recognizer = WindowCountingRecognizer(job["bundle"], num_threads=job["threads"], endpoint=None)
+    flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
+    step = round(job["throughput_block_s"] * RATE)
+    paced = job["paced"]
+    block = round(paced["block_ms"] * RATE / 1000)
+    tail = np.zeros(round(paced["tail_s"] * RATE), dtype=np.float32)
+    results = []
+    for index, utt in enumerate(tqdm(job["utterances"], desc=f"framegate x{job['threads']}", unit="utt")):
+        samples = np.concatenate([np.load(utt["npy"]), flush])
+        recognizer.endpoint = None
+        started = time.perf_counter()
+        stream = recognizer.create_stream()
+        for i in range(0, len(samples), step):
+            stream.accept_waveform(RATE, samples[i:i + step])
+            recognizer.decode(stream)
+        stream.input_finished()
+        recognizer.decode(stream)
+        compute_s = time.perf_counter() - started
+        result = stream.result
+        record = {"id": utt["id"], "tokens": result.tokens, "text": result.text, "compute_s": compute_s,
+                  "audio_s": len(samples) / RATE}
+        if job["throughput_only"]:
+            results.append(record)
+            continue
+        live = np.concatenate([np.load(utt["npy"]), tail])
+        recognizer.endpoint = EndpointConfig()
+        virtual = run_paced(recognizer, live, block, real_time=False)
+        record["virtual"] = _paced_record(virtual)
+        record["chunk_compute_s"] = virtual.chunk_compute_s
+        if index < paced["real_time_utts"]:
+            real = run_paced(recognizer, live, block, real_time=True)
+            record["real_time"] = _paced_record(real)
+            record["real_time"]["chunk_compute_s"] = real.chunk_compute_s
+        results.append(record)
+    return {"engine": "framegate", "threads": job["threads"], "utterances": results}

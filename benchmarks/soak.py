@@ -1,0 +1,231 @@
+"""Long-stream soak: does a stream that runs for an hour leak, drift or change its answers?
+
+One stream gets `minutes` of speech with pauses (test utterances from a manifest joined by
+silences, or a synthetic speech-like signal) in random block sizes (10 ms to 1 s), decoding
+after every block and taking closed segments as they close (`Stream.take_segments`), as a
+device that runs for days would. Measured:
+
+- RSS growth after warm-up (MB): the process's resident memory at the end of the first
+  `warmup_fraction` of the stream against its maximum afterwards.
+- Drift: compute per second of audio (accept + decode wall time / audio time) over the first
+  and the last 10 % of the stream after warm-up (medians of per-block values, robust to other
+  load on the machine); the ratio end/start (1.0 = no drift).
+- Segment equality: each endpointed segment replayed alone through a fresh stream: its audio
+  from the segment's start, plus the few lookahead frames the engine had read past the cut
+  (the encoder's lookahead and one fbank frame), decoded with the same recognizer. Its first
+  segment must have the same tokens. Also reported, informational: the text of the segment's
+  audio [start, end) transcribed alone with input_finished (tail padded, so the last chunk
+  can legitimately differ).
+- Optionally a long file (default 2 hours in the CLI verb) through `framegate transcribe` in
+  a subprocess: its exit status and peak RSS.
+
+    framegate bench soak --model BUNDLE --minutes 60 --json runs/soak.json
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from framegate.engine.audio import TARGET_RATE, canonical_16k, read_audio
+from framegate.engine.endpoint import EndpointConfig
+from framegate.engine.recognizer import Recognizer
+
+SCHEMA = 1
+MAX_BLOCK_S = 1.0
+MIN_BLOCK_S = 0.01
+
+
+def rss_mb() -> float:
+    """Resident set size of this process now, MB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def synthetic_utterance(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Speech-like sound: gliding harmonics under a syllable envelope plus noise bursts."""
+    n = int(seconds * TARGET_RATE)
+    t = np.arange(n) / TARGET_RATE
+    pitch = rng.uniform(90, 220) + 40 * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / TARGET_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(1.0, 2.5) * t), 0, None) ** 0.5
+    bursts = rng.standard_normal(n) * (np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t) > 0.8)
+    return (0.25 * voiced * envelope + 0.05 * bursts).astype(np.float32)
+
+
+def speech_with_pauses(minutes: float, seed: int, manifest: Path | None = None) -> np.ndarray:
+    """`minutes` of 16 kHz audio: utterances (manifest entries in turn, or synthetic) separated by
+    0.2-1.5 s pauses of faint noise."""
+    rng = np.random.default_rng(seed)
+    total = int(minutes * 60 * TARGET_RATE)
+    utterances: Iterator[np.ndarray]
+    if manifest is not None:
+        entries = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line.strip()]
+        root = Path(manifest).parent
+
+        def from_manifest() -> Iterator[np.ndarray]:
+            while True:
+                for entry in entries:
+                    samples, rate = read_audio(root / entry["audio"])
+                    yield canonical_16k(samples, rate)
+        utterances = from_manifest()
+    else:
+        utterances = (synthetic_utterance(rng.uniform(1.0, 4.0), rng) for _ in itertools.count())
+    out = np.empty(total, np.float32)
+    pos = 0
+    while pos < total:
+        pause = (0.002 * rng.standard_normal(int(rng.uniform(0.2, 1.5) * TARGET_RATE))).astype(np.float32)
+        for piece in (next(utterances), pause):
+            take = min(len(piece), total - pos)
+            out[pos:pos + take] = piece[:take]
+            pos += take
+    return out
+
+
+def replay_margin_samples(recognizer: Recognizer) -> int:
+    """Samples past a cut that the engine read before closing: the encoder's lookahead frames
+    plus one fbank frame's length and hop (less than a chunk, so no further chunk completes)."""
+    feats = recognizer.bundle.features
+    hop = round(TARGET_RATE * feats.frame_shift_ms / 1000)
+    frame = round(TARGET_RATE * feats.frame_length_ms / 1000)
+    return recognizer.bundle.encoder.lookahead_frames * hop + frame + hop
+
+
+def replay_segment(recognizer: Recognizer, audio: np.ndarray, start_s: float, end_s: float) -> list[str]:
+    """Tokens of the first segment a fresh stream closes over the segment's audio alone."""
+    start, end = round(start_s * TARGET_RATE), round(end_s * TARGET_RATE)
+    stream = recognizer.create_stream()
+    stream.accept_waveform(TARGET_RATE, audio[start:end + replay_margin_samples(recognizer)])
+    recognizer.decode(stream)
+    closed = stream.take_segments()
+    return closed[0].tokens if closed else stream.result.tokens
+
+
+def cli_long_file(bundle: Path | None, audio: np.ndarray, minutes: float, workdir: Path) -> dict:
+    """Write `minutes` of `audio` (tiled) as 16-bit WAV and run `framegate transcribe --json` on it."""
+    import soundfile as sf
+
+    path = workdir / "long.wav"
+    total = int(minutes * 60 * TARGET_RATE)
+    with sf.SoundFile(path, "w", TARGET_RATE, 1, subtype="PCM_16") as f:
+        for start in range(0, total, len(audio)):
+            f.write(audio[: total - start])
+    cmd = [sys.executable, "-m", "framegate.engine.cli", "transcribe", str(path), "--json"]
+    if bundle is not None:
+        cmd += ["--model", str(bundle)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    record = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    return {"minutes": minutes, "returncode": proc.returncode, "seconds": round(elapsed, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "duration_s": record.get("duration_s"), "segments": len(record.get("segments", [])),
+            "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else ""}
+
+
+def soak(bundle: Path | None, minutes: float, *, seed: int = 0, manifest: Path | None = None,
+         endpoint: EndpointConfig = EndpointConfig(), warmup_fraction: float = 0.1,
+         cli_file_minutes: float = 0.0) -> dict:
+    """Run the soak and return the report (see the module docstring for what each number means)."""
+    recognizer = Recognizer(bundle, endpoint=endpoint)
+    audio = speech_with_pauses(minutes, seed, manifest)
+    rng = np.random.default_rng(seed + 1)
+    stream = recognizer.create_stream()
+    segments, rss, rtf = [], [], []  # rss: (audio s, MB); rtf: (audio s, per-block compute / audio)
+    pos, next_rss = 0, 0.0
+    while pos < len(audio):
+        size = int(TARGET_RATE * np.exp(rng.uniform(np.log(MIN_BLOCK_S), np.log(MAX_BLOCK_S))))
+        block = audio[pos:pos + size]
+        started = time.perf_counter()
+        stream.accept_waveform(TARGET_RATE, block)
+        recognizer.decode(stream)
+        segments += stream.take_segments()
+        rtf.append((pos / TARGET_RATE, (time.perf_counter() - started) * TARGET_RATE / len(block)))
+        pos += len(block)
+        if pos / TARGET_RATE >= next_rss:
+            rss.append((pos / TARGET_RATE, rss_mb()))
+            next_rss += 5.0
+    stream.input_finished()
+    recognizer.decode(stream)
+    segments += stream.take_segments()
+    rss.append((pos / TARGET_RATE, rss_mb()))
+
+    duration_s = len(audio) / TARGET_RATE
+    warm_s = warmup_fraction * duration_s
+    warm_rss = [mb for s, mb in rss if s <= warm_s][-1]
+    after = [mb for s, mb in rss if s > warm_s]
+    steady = [(s, r) for s, r in rtf if s > warm_s]
+    span = duration_s - warm_s
+    start_rtf = float(np.median([r for s, r in steady if s < warm_s + 0.1 * span]))
+    end_rtf = float(np.median([r for s, r in steady if s >= duration_s - 0.1 * span]))
+
+    replay = Recognizer(bundle, endpoint=endpoint)
+    alone = Recognizer(bundle, endpoint=None)
+    identical = [replay_segment(replay, audio, s.start_s, s.end_s) == s.tokens for s in segments]
+    standalone = [alone.transcribe(audio[round(s.start_s * TARGET_RATE):round(s.end_s * TARGET_RATE)],
+                                   TARGET_RATE).text == s.text for s in segments]
+    chunk_s = recognizer.bundle.encoder.chunk_frames * recognizer.bundle.features.frame_shift_ms / 1000
+    report = {
+        "schema": SCHEMA,
+        "bundle": str(recognizer.bundle.path),
+        "audio": {"minutes": minutes, "source": str(manifest) if manifest else "synthetic", "seed": seed},
+        "endpoint": str(endpoint),
+        "blocks": len(rtf),
+        "rss_mb": {"warmup_end": round(warm_rss, 2), "max_after_warmup": round(max(after), 2),
+                   "growth_after_warmup": round(max(after) - warm_rss, 2),
+                   "series": [[round(s, 1), round(mb, 2)] for s, mb in rss]},
+        "drift": {"rtf_start": round(start_rtf, 5), "rtf_end": round(end_rtf, 5),
+                  "per_chunk_ms_start": round(1000 * start_rtf * chunk_s, 3),
+                  "per_chunk_ms_end": round(1000 * end_rtf * chunk_s, 3),
+                  "ratio_end_over_start": round(end_rtf / start_rtf, 4)},
+        "segments": {"endpointed": len(segments), "identical_when_replayed_alone": sum(identical),
+                     "all_identical": all(identical),
+                     "standalone_finished_text_equal": sum(standalone),
+                     "mismatched": [{"start": s.start_s, "end": s.end_s} for s, ok in zip(segments, identical)
+                                    if not ok][:20]},
+    }
+    if cli_file_minutes > 0:
+        with tempfile.TemporaryDirectory(prefix="framegate-soak-") as tmp:
+            report["cli_long_file"] = cli_long_file(bundle, audio, cli_file_minutes, Path(tmp))
+    return report
+
+
+def figure(report: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series = np.array(report["rss_mb"]["series"])
+    ax.plot(series[:, 0] / 60, series[:, 1], label="RSS (MB)")
+    ax.axvline(report["audio"]["minutes"] * 0.1, color="grey", ls=":", label="end of warm-up")
+    d, seg = report["drift"], report["segments"]
+    ax.set_xlabel("stream time (min)")
+    ax.set_ylabel("RSS (MB)")
+    ax.set_title(f"soak: +{report['rss_mb']['growth_after_warmup']:.2f} MB after warm-up, drift x"
+                 f"{d['ratio_end_over_start']:.3f}, segments {seg['identical_when_replayed_alone']}/"
+                 f"{seg['endpointed']} identical", fontsize=9)
+    ax.legend()
+    return fig
+
+
+def run(bundle: Path | None, minutes: float, json_path: Path, *, seed: int = 0, manifest: Path | None = None,
+        cli_file_minutes: float = 120.0) -> dict:
+    """`framegate bench soak`: the soak with default endpointing, report JSON + PNG."""
+    from framegate.benchmarks.report import machine_info, write_report
+
+    report = soak(bundle, minutes, seed=seed, manifest=manifest, cli_file_minutes=cli_file_minutes)
+    report["machine"] = machine_info()
+    write_report(json_path, report, figure(report))
+    return report

@@ -1,0 +1,204 @@
+// Binds GlobalCnnConfig, GlobalCnn and GlobalCnnState.
+//
+// Arrays cross the boundary only as C-contiguous float32 arrays of the exact
+// expected shape; anything else is refused with a ValueError naming the
+// expected and the received array (no silent conversion). Non-finite frames
+// or weights are refused by the C++ core, before the state changes.
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "global_cnn_state.h"
+
+namespace py = pybind11;
+
+namespace framegate {
+namespace {
+
+std::string Shape(const std::vector<py::ssize_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (std::size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
+  os << (dims.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+std::string Describe(const py::handle& obj) {
+  if (!py::isinstance<py::array>(obj)) {
+    return std::string(py::str(py::type::of(obj).attr("__name__")));
+  }
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim());
+  return std::string(a.flags() & py::array::c_style ? "" : "non-contiguous ") +
+         std::string(py::str(a.dtype())) + " array of shape " + Shape(dims);
+}
+
+// `obj` as an array once it is C-contiguous float32 of shape `dims`
+// (a negative dim matches any length).
+py::array Checked(const py::handle& obj, const std::vector<py::ssize_t>& dims,
+                  const std::string& what) {
+  bool ok = py::isinstance<py::array_t<float>>(obj);
+  if (ok) {
+    const auto a = py::reinterpret_borrow<py::array>(obj);
+    ok = static_cast<std::size_t>(a.ndim()) == dims.size() && (a.flags() & py::array::c_style);
+    for (std::size_t i = 0; ok && i < dims.size(); ++i) {
+      ok = dims[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == dims[i];
+    }
+  }
+  if (!ok) {
+    std::string want = Shape(dims);
+    for (std::size_t pos; (pos = want.find("-1")) != std::string::npos;) want.replace(pos, 2, "n");
+    throw std::invalid_argument(what + " must be a C-contiguous float32 array of shape " + want +
+                                "; got " + Describe(obj));
+  }
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+std::vector<float> CopyTensor(const py::dict& block, int index, const char* name,
+                              const std::vector<py::ssize_t>& dims) {
+  const std::string what = "block " + std::to_string(index) + " " + name;
+  if (!block.contains(name)) throw std::invalid_argument(what + " is missing");
+  const py::array a = Checked(block[name], dims, what);
+  const auto* data = static_cast<const float*>(a.data());
+  return std::vector<float>(data, data + a.size());
+}
+
+// One stream's state and the lock that serializes calls on it (native calls
+// drop the GIL; the lock is only taken with the GIL released).
+class LockedState {
+ public:
+  explicit LockedState(GlobalCnnState state) : state_(std::move(state)) {}
+  std::mutex& mutex() { return mutex_; }
+  GlobalCnnState& state() { return state_; }
+  std::int64_t frames() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return state_.frames;
+  }
+
+ private:
+  std::mutex mutex_;
+  GlobalCnnState state_;
+};
+
+class PyGlobalCnn {
+ public:
+  PyGlobalCnn(const GlobalCnnConfig& config, const py::list& blocks)
+      : cnn_(config, ToWeights(config, blocks)) {}
+
+  std::unique_ptr<LockedState> InitialState() const {
+    return std::make_unique<LockedState>(cnn_.InitialState());
+  }
+
+  py::array_t<float> Forward(const py::object& frames_obj, LockedState& state) const {
+    const py::array frames = Checked(frames_obj, {-1, cnn_.config().channels}, "frames");
+    const auto n = static_cast<std::size_t>(frames.shape(0));
+    py::array_t<float> out({frames.shape(0), frames.shape(1)});
+    const auto* in = static_cast<const float*>(frames.data());
+    float* dst = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(state.mutex());
+      cnn_.Forward(in, n, &state.state(), dst);
+    }
+    return out;
+  }
+
+  void Reset(LockedState& state) const {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(state.mutex());
+    cnn_.Reset(&state.state());
+  }
+
+  GlobalCnnConfig config() const { return cnn_.config(); }
+
+ private:
+  static std::vector<GlobalCnnBlockWeights> ToWeights(const GlobalCnnConfig& config,
+                                                      const py::list& blocks) {
+    config.Validate();
+    const py::ssize_t c = config.channels, h = config.hidden, s = config.se_hidden;
+    std::vector<GlobalCnnBlockWeights> out;
+    int index = 0;
+    for (const py::handle& item : blocks) {
+      if (!py::isinstance<py::dict>(item)) {
+        throw std::invalid_argument("block " + std::to_string(index) +
+                                    " weights must be a dict of arrays");
+      }
+      const auto block = py::reinterpret_borrow<py::dict>(item);
+      GlobalCnnBlockWeights w;
+      w.pw1_weight = CopyTensor(block, index, "pw1_weight", {h, c});
+      w.pw1_bias = CopyTensor(block, index, "pw1_bias", {h});
+      w.dw_weight = CopyTensor(block, index, "dw_weight", {h, 3});
+      w.dw_bias = CopyTensor(block, index, "dw_bias", {h});
+      w.pw2_weight = CopyTensor(block, index, "pw2_weight", {c, h});
+      w.pw2_bias = CopyTensor(block, index, "pw2_bias", {c});
+      w.se1_weight = CopyTensor(block, index, "se1_weight", {s, c});
+      w.se1_bias = CopyTensor(block, index, "se1_bias", {s});
+      w.se2_weight = CopyTensor(block, index, "se2_weight", {c, s});
+      w.se2_bias = CopyTensor(block, index, "se2_bias", {c});
+      out.push_back(std::move(w));
+      ++index;
+    }
+    return out;
+  }
+
+  GlobalCnn cnn_;
+};
+
+}  // namespace
+
+void BindGlobalCnnState(py::module_& m) {
+  py::enum_<SqueezeMode>(m, "SqueezeMode")
+      .value("cumulative", SqueezeMode::kCumulative)
+      .value("ema", SqueezeMode::kEma);
+
+  py::class_<GlobalCnnConfig>(m, "GlobalCnnConfig", "Sizes and squeeze mode of a global CNN.")
+      .def(py::init([](int channels, int hidden, int se_hidden, int num_blocks, SqueezeMode squeeze,
+                       double ema_decay) {
+             GlobalCnnConfig c;
+             c.channels = channels;
+             c.hidden = hidden;
+             c.se_hidden = se_hidden;
+             c.num_blocks = num_blocks;
+             c.squeeze = squeeze;
+             c.ema_decay = ema_decay;
+             return c;
+           }),
+           py::arg("channels"), py::arg("hidden"), py::arg("se_hidden"), py::arg("num_blocks"),
+           py::arg("squeeze") = SqueezeMode::kCumulative, py::arg("ema_decay") = 0.99)
+      .def_readonly("channels", &GlobalCnnConfig::channels)
+      .def_readonly("hidden", &GlobalCnnConfig::hidden)
+      .def_readonly("se_hidden", &GlobalCnnConfig::se_hidden)
+      .def_readonly("num_blocks", &GlobalCnnConfig::num_blocks)
+      .def_readonly("squeeze", &GlobalCnnConfig::squeeze)
+      .def_readonly("ema_decay", &GlobalCnnConfig::ema_decay)
+      .def("validate", &GlobalCnnConfig::Validate, "Raise ValueError naming the first invalid field.")
+      .def("__repr__", &GlobalCnnConfig::ToString);
+
+  py::class_<LockedState>(m, "GlobalCnnState", "One stream's global-CNN state (fixed size).")
+      .def_property_readonly("frames", &LockedState::frames);
+
+  py::class_<PyGlobalCnn>(m, "GlobalCnn", "The global CNN's weights; streams keep their own state.")
+      .def(py::init<const GlobalCnnConfig&, const py::list&>(), py::arg("config"), py::arg("blocks"),
+           "blocks: one dict per block of float32 arrays pw1_weight (hidden, channels), pw1_bias, "
+           "dw_weight (hidden, 3), dw_bias, pw2_weight (channels, hidden), pw2_bias, "
+           "se1_weight (se_hidden, channels), se1_bias, se2_weight (channels, se_hidden), se2_bias.")
+      .def("initial_state", &PyGlobalCnn::InitialState)
+      .def("forward", &PyGlobalCnn::Forward, py::arg("frames"), py::arg("state"),
+           "Run float32 frames (n, channels) continuing `state` (updated in place); return (n, channels).")
+      .def("reset", &PyGlobalCnn::Reset, py::arg("state"), "Return `state` to the utterance start.")
+      .def_property_readonly("config", &PyGlobalCnn::config);
+}
+
+}  // namespace framegate

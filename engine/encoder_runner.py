@@ -1,0 +1,118 @@
+"""How each model type's streaming encoder runs: one window in, encoder frames and new state out.
+
+The recognizer and the stream know only this face: `initial_state()` for a new utterance,
+`encode(window, state)` per window, and `encode_utterance(features)` for the offline
+reference (the same graphs once over a whole padded utterance). A new model type adds one
+runner class and one entry in `RUNNERS`; nothing else in the engine branches on the type.
+
+State objects belong to one utterance of one stream; an endpoint replaces them with a
+fresh `initial_state()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from framegate.engine.bundle import Bundle
+from framegate.engine.errors import BundleError
+from framegate.kernels.global_cnn_state import GlobalCnn, GlobalCnnConfig
+
+
+class EncoderRunner(Protocol):
+    def initial_state(self) -> Any: ...
+
+    def encode(self, window: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """window (window_frames, bins) -> (frames, joiner_dim) and the state after it."""
+        ...
+
+    def encode_utterance(self, features: np.ndarray) -> np.ndarray:
+        """(frames, bins) padded utterance -> (frames', joiner_dim), from the initial state."""
+        ...
+
+
+@dataclass
+class LstmState:
+    h: np.ndarray  # (layers, 1, d_model)
+    c: np.ndarray  # (layers, 1, rnn_hidden_size)
+
+
+def _zero_lstm_state(bundle: Bundle) -> LstmState:
+    enc = bundle.encoder
+    return LstmState(h=np.zeros((enc.num_layers, 1, enc.d_model), dtype=np.float32),
+                     c=np.zeros((enc.num_layers, 1, enc.rnn_hidden_size), dtype=np.float32))
+
+
+class LstmEncoderRunner:
+    """The baseline: encoder.onnx with explicit (h, c)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._bundle = bundle
+        self._session = bundle.sessions["encoder.onnx"]
+
+    def initial_state(self) -> LstmState:
+        return _zero_lstm_state(self._bundle)
+
+    def encode(self, window: np.ndarray, state: LstmState) -> tuple[np.ndarray, LstmState]:
+        out, h, c = self._session.run(None, {"x": window[np.newaxis], "h": state.h, "c": state.c})
+        return out[0], LstmState(h, c)
+
+    def encode_utterance(self, features: np.ndarray) -> np.ndarray:
+        return self.encode(features, self.initial_state())[0]
+
+
+@dataclass
+class ConvRnntState:
+    local_cache: np.ndarray  # (local_layers, 1, local_cache_frames, local_channels)
+    global_cnn: Any          # framegate.kernels GlobalCnnState, advanced in place by the C++ kernel
+    lstm: LstmState
+
+
+class ConvRnntEncoderRunner:
+    """frontend.onnx -> C++ global CNN (its state in C++) -> encoder_rest.onnx.
+
+    The global CNN's weights come from global_cnn.onnx's initializers, read through ONNX
+    Runtime by the names bundle.json lists, and are handed to the kernel as arrays.
+    """
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._bundle = bundle
+        self._frontend = bundle.sessions["frontend.onnx"]
+        self._rest = bundle.sessions["encoder_rest.onnx"]
+        section = bundle.manifest["global_cnn"]
+        weights = bundle.sessions["global_cnn.onnx"]
+        names = [o.name for o in weights.get_outputs()]
+        tensors = dict(zip(names, weights.run(None, {})))
+        try:
+            config = GlobalCnnConfig(channels=section["channels"], hidden=section["hidden"],
+                                     se_hidden=section["se_hidden"], num_blocks=section["num_blocks"],
+                                     squeeze=section["squeeze"], ema_decay=section["ema_decay"])
+            self._global_cnn = GlobalCnn.from_named(config, {r["name"]: tensors[r["name"]]
+                                                             for r in section["tensors"]})
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"global_cnn.onnx / bundle.json global_cnn: {e}") from None
+        enc = bundle.manifest["encoder"]
+        self._cache_shape = (enc["local_layers"], 1, enc["local_cache_frames"], enc["local_channels"])
+
+    def initial_state(self) -> ConvRnntState:
+        return ConvRnntState(local_cache=np.zeros(self._cache_shape, dtype=np.float32),
+                             global_cnn=self._global_cnn.initial_state(), lstm=_zero_lstm_state(self._bundle))
+
+    def encode(self, window: np.ndarray, state: ConvRnntState) -> tuple[np.ndarray, ConvRnntState]:
+        local, global_in, cache = self._frontend.run(None, {"x": window[np.newaxis], "local_cache": state.local_cache})
+        global_out = self._global_cnn.forward(global_in[0], state.global_cnn)
+        out, h, c = self._rest.run(None, {"local": local, "global_out": global_out[np.newaxis],
+                                          "h": state.lstm.h, "c": state.lstm.c})
+        return out[0], ConvRnntState(cache, state.global_cnn, LstmState(h, c))
+
+    def encode_utterance(self, features: np.ndarray) -> np.ndarray:
+        return self.encode(features, self.initial_state())[0]
+
+
+RUNNERS: dict[str, type] = {"lstm_transducer": LstmEncoderRunner, "convrnnt": ConvRnntEncoderRunner}
+
+
+def encoder_runner(bundle: Bundle) -> EncoderRunner:
+    """The runner for `bundle`'s model type (Bundle.load has already refused unknown types)."""
+    return RUNNERS[bundle.model_type](bundle)

@@ -1,0 +1,148 @@
+"""A live session: a source fills a `CaptureBuffer`, a worker thread decodes, a view shows it.
+
+Three threads, each with one job. The source's thread (PortAudio's callback, or the file
+player) only pushes blocks. The decoding worker owns the stream: it takes every queued
+block, feeds it at the source's native rate (the stream resamples to 16 kHz), decodes,
+and draws partials and finalized utterances. The main thread only waits, so Ctrl-C
+lands there and never interrupts a decode half-way: it stops the source, the worker
+decodes what was captured, finishes the stream (the last partial becomes a final
+line) and the session returns normally.
+
+A source that fails mid-stream (a device unplugged, a file that stops decoding) ends
+the buffer with its error: the worker still finalizes what it has, then `run` raises
+the error, so the user sees the transcript and one line saying what happened.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from framegate.engine.capture import CaptureBuffer, CaptureStats
+from framegate.engine.live_view import ComputeMeter, FinalLine, LiveView, format_status
+from framegate.engine.recognizer import Recognizer
+from framegate.engine.recording import SessionRecorder
+from framegate.engine.stream import Result, tokens_to_text
+
+REFRESH_S = 0.1  # the status line is redrawn at least this often while audio flows
+
+
+class LiveSource(Protocol):
+    """Anything that fills a `CaptureBuffer` in real time: a `DeviceSource` or a `FileSource`."""
+
+    sample_rate: int
+    buffer: CaptureBuffer
+    description: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LiveTranscript:
+    """What a session produced: finalized utterances and the capture's accounting."""
+
+    lines: list[FinalLine]
+    stats: CaptureStats
+    interrupted: bool  # ended by Ctrl-C rather than by the end of the input
+
+    @property
+    def text(self) -> str:
+        return " ".join(line.text for line in self.lines)
+
+
+def partial_text(result: Result) -> str:
+    """The text of the utterance still open (after the closed segments); '' once final."""
+    if result.is_final:
+        return ""
+    closed = sum(len(s.tokens) for s in result.segments)
+    return tokens_to_text(result.tokens[closed:])
+
+
+class LiveSession:
+    """One run of the live pipeline; `run` blocks until the input ends or Ctrl-C."""
+
+    def __init__(self, recognizer: Recognizer, source: LiveSource, view: LiveView, meter: ComputeMeter,
+                 recorder: SessionRecorder | None = None) -> None:
+        self._recognizer = recognizer
+        self._source = source
+        self._view = view
+        self._meter = meter
+        self._recorder = recorder
+        self._lines: list[FinalLine] = []
+        self._failure: BaseException | None = None
+        # Waited on instead of Thread.join: in Python 3.11 a Ctrl-C landing inside join()
+        # can mark a still-running thread as stopped (bpo-45274's fix releases its lock).
+        self._done = threading.Event()
+
+    def run(self) -> LiveTranscript:
+        """Capture and decode until the input ends (or Ctrl-C); raise the source's error if it failed."""
+        worker = threading.Thread(target=self._decode_until_drained, name="framegate-decoder", daemon=True)
+        worker.start()
+        interrupted = False
+        try:
+            self._source.start()
+            while not self._done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:  # also when the source fails to start: the worker finishes the (empty) transcript
+            self._source.stop()
+            self._wait_through_interrupts()
+        if self._failure is not None:
+            raise self._failure
+        if self._source.buffer.error is not None:
+            raise self._source.buffer.error
+        return LiveTranscript(lines=list(self._lines), stats=self._source.buffer.stats(), interrupted=interrupted)
+
+    def _decode_until_drained(self) -> None:
+        try:
+            stream = self._recognizer.create_stream()
+            buffer = self._source.buffer
+            partial, shown_partial, shown_at = "", "", 0.0
+            while not buffer.drained:
+                blocks = buffer.take(timeout_s=REFRESH_S)
+                for block in blocks:
+                    stream.accept_waveform(self._source.sample_rate, block)
+                    if self._recorder is not None:
+                        self._recorder.write(block)
+                if blocks:
+                    self._recognizer.decode(stream)
+                    result = stream.result
+                    self._show_new_finals(result)
+                    partial = partial_text(result)
+                if partial != shown_partial or time.perf_counter() - shown_at >= REFRESH_S:
+                    self._view.show_status(format_status(self._meter.label, self._meter.read(), buffer.stats()),
+                                           partial)
+                    shown_partial, shown_at = partial, time.perf_counter()
+            stream.input_finished()
+            self._recognizer.decode(stream)
+            self._show_new_finals(stream.result)
+            stats = buffer.stats()
+            summary = (f"captured {stats.captured_s:.1f} s from {self._source.description}; "
+                       f"dropped {stats.dropped_s:.2f} s ({stats.dropped_blocks} blocks) because decoding "
+                       f"fell behind; device overflows {stats.overflows}")
+            if self._recorder is not None:
+                saved = self._recorder.finish(self._lines, stats)
+                summary += f"; saved {self._recorder.wav_path} and {saved}"
+            self._view.close(summary)
+        except BaseException as e:  # re-raised on the main thread by run()
+            self._failure = e
+        finally:
+            self._done.set()
+
+    def _show_new_finals(self, result: Result) -> None:
+        for segment in result.segments[len(self._lines):]:
+            line = FinalLine(text=segment.text, start_s=segment.start_s, end_s=segment.end_s)
+            self._lines.append(line)
+            self._view.show_final(line)
+
+    def _wait_through_interrupts(self) -> None:
+        """Wait for the worker to finalize; further Ctrl-C presses do not abandon the transcript."""
+        while not self._done.is_set():
+            try:
+                self._done.wait(0.1)
+            except KeyboardInterrupt:
+                continue

@@ -1,0 +1,56 @@
+"""The latency benchmark's pieces: speech bounds, token agreement, the analytic MAC count."""
+from __future__ import annotations
+
+import numpy as np
+
+from framegate.benchmarks.latency import fastest_of_rounds, edit_distance, percentiles, token_agreement
+from framegate.benchmarks.physical_limit import model_macs
+from framegate.benchmarks.utterances import speech_bounds
+
+
+def test_speech_bounds_trim_silence_and_steady_noise():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    signal = np.concatenate([np.zeros(8000), tone, np.zeros(16000)]).astype(np.float32)
+    signal += 0.001 * rng.standard_normal(len(signal)).astype(np.float32)
+    start, end = speech_bounds(signal)
+    assert abs(start - 0.5) <= 0.011 and abs(end - 1.5) <= 0.011
+
+
+def test_speech_bounds_of_digital_silence_are_the_whole_signal():
+    assert speech_bounds(np.zeros(3200, dtype=np.float32)) == (0.0, 0.2)
+
+
+def test_token_agreement_tells_an_early_end_from_a_difference():
+    a = [["▁a", "b", "c"], ["▁x", "y"]]
+    assert token_agreement(a, [["▁a", "b"], ["▁x", "y"]], ["u1", "u2"]) == {
+        "identical": 0.5, "one_is_prefix": 1.0, "token_agreement": 1 - 1 / 5, "differing": ["u1"]}
+    assert token_agreement(a, [["▁a", "z", "c"], ["▁x", "y"]], ["u1", "u2"])["one_is_prefix"] == 0.5
+    assert edit_distance(["a", "b"], ["b", "a", "b"]) == 1
+
+
+def test_percentiles_are_none_without_values():
+    assert percentiles([], (50, 95)) == {"p50": None, "p95": None}
+
+
+def test_mac_count_from_the_graph_matches_the_formula_from_the_config(tiny_bundle):
+    # tiny model: conv channels 4, d_model 16, hidden 24, 1 layer, joiner 16, vocab 30, window 11, 80 bins
+    t1, f1 = (11 - 3) // 2 + 1, (80 - 3) // 2 + 1
+    t2, f2 = (t1 - 3) // 2 + 1, (f1 - 3) // 2 + 1
+    conv = 4 * 9 * t1 * f1 + 4 * 4 * 9 * t2 * f2
+    matmul = t2 * (4 * f2 * 16 + 16 * 4 * 24 + 16 * 16)  # subsampling out, LSTM input gates, output layer
+    recurrent = t2 * (16 * 4 * 24 + 24 * 16)  # recurrent gates and projection per step
+    joiner = t2 * 16 * 30
+    macs = model_macs(tiny_bundle)
+    assert macs["per_window"] == {"conv": conv, "matmul": matmul, "recurrent": recurrent, "joiner": joiner}
+    assert macs["macs_per_audio_s"] == (conv + matmul + recurrent + joiner) * 1000 / 80
+
+
+def test_rounds_keep_each_utterances_fastest_time_and_the_first_rounds_latency():
+    first = {"peak_rss_mb": 100.0, "utterances": [{"id": "a", "compute_s": 2.0, "virtual": {"x": 1}},
+                                                  {"id": "b", "compute_s": 1.0, "virtual": {"x": 2}}]}
+    again = {"peak_rss_mb": 120.0, "utterances": [{"id": "a", "compute_s": 1.5}, {"id": "b", "compute_s": 3.0}]}
+    merged = fastest_of_rounds(first, again)
+    assert [u["compute_s"] for u in merged["utterances"]] == [1.5, 1.0]
+    assert merged["utterances"][0]["virtual"] == {"x": 1} and merged["peak_rss_mb"] == 120.0

@@ -1,0 +1,80 @@
+"""Smoke test of `framegate bench latency`: every engine once, on one tiny input.
+
+Benchmarks never run in the unit tests otherwise; this checks that each child runs, the
+report has the issue's keys with sane values, and the engines that run the same weights
+emit the same tokens.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from framegate.benchmarks.latency import LatencyOptions, run
+
+ISSUE_KEYS = {"schema", "rtf", "chunk_ms", "last_word_ms", "endpoint_ms", "algorithmic_ms", "first_partial_ms",
+              "peak_rss_mb", "bundle_mb", "peers"}
+
+
+@pytest.fixture(scope="module")
+def latency_report(tiny_bundle, tiny_checkpoint, speechlike_16k, tmp_path_factory) -> dict:
+    work = tmp_path_factory.mktemp("bench_latency")
+    sf.write(work / "one.wav", speechlike_16k[:16000 * 3], 16000, subtype="FLOAT")
+    (work / "test.jsonl").write_text(json.dumps({"audio": "one.wav", "text": "a tiny input"}) + "\n")
+    options = LatencyOptions(threads=(1,), block_ms=20.0, tail_s=1.0, real_time_utts=1, rounds=1, sgemm_size=256)
+    return run(tiny_bundle, work / "latency.json", manifest=work / "test.jsonl", checkpoint=tiny_checkpoint,
+               options=options)
+
+
+def test_report_has_the_issue_keys_and_a_png(latency_report, tmp_path_factory):
+    assert ISSUE_KEYS <= latency_report.keys()
+    assert latency_report["schema"] == "framegate.bench.latency/1"
+    out = Path(latency_report["per_utterance"]).with_name("latency.json")
+    assert json.loads(out.read_text())["rtf"] == latency_report["rtf"]
+    assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_speed_and_chunk_figures_are_sane(latency_report):
+    assert latency_report["rtf"] > 0
+    chunk = latency_report["chunk_ms"]
+    assert 0 < chunk["p50"] <= chunk["p95"] <= chunk["p99"]
+    assert latency_report["chunk_ratio"]["p99"] == pytest.approx(chunk["p99"] / latency_report["chunk_audio_ms"])
+    assert latency_report["algorithmic_ms"] == 110.0  # tiny model: chunk 8 + lookahead 3 frames of 10 ms
+    assert 0 < latency_report["bundle_mb"] < 5
+    assert 20 < latency_report["peak_rss_mb"] < 1000
+
+
+def test_latencies_are_ordered_and_the_virtual_clock_matches_wall_clock(latency_report):
+    for key in ("last_word_ms", "first_partial_ms"):
+        assert latency_report[key]["p50"] is not None and latency_report[key]["p50"] <= latency_report[key]["p95"]
+    # no result can appear before the chunk holding it has arrived
+    assert latency_report["first_partial_ms"]["p50"] > 0
+    check = latency_report["threads"]["1"]["pace_check"]
+    assert check["utterances"] == 1
+    assert abs(check["real_minus_virtual_ms"]["first_partial_ms"][0]) < 60
+
+
+def test_engines_on_the_same_weights_emit_the_same_tokens(latency_report):
+    peers = latency_report["peers"]
+    assert set(peers) == {"onnxruntime", "sherpa-onnx", "pocketsphinx", "pytorch"}
+    for name in peers:
+        assert peers[name]["rtf"] > 0 and peers[name]["wer"] is not None
+    assert peers["onnxruntime"]["tokens_vs_framegate"]["identical"] == 1.0
+    assert peers["pytorch"]["tokens_vs_framegate"]["identical"] == 1.0
+    # sherpa-onnx does not pad the last partial window: tokens may end early, never differ before
+    assert peers["sherpa-onnx"]["tokens_vs_framegate"]["one_is_prefix"] == 1.0
+    assert latency_report["engine_overhead"] == pytest.approx(latency_report["rtf"] / peers["onnxruntime"]["rtf"])
+
+
+def test_engine_process_loads_no_torch(latency_report):
+    assert "torch" not in latency_report["threads"]["1"]["modules_loaded"]
+
+
+def test_physical_limit_compares_the_model_with_the_sgemm_peak(latency_report):
+    limit = latency_report["physical_limit"]
+    assert limit["sgemm"]["blas"][0]["num_threads"] == 1
+    assert limit["sgemm"]["macs_per_s"] > 1e8
+    assert limit["achieved_macs_per_s"] == pytest.approx(limit["model_macs"]["macs_per_audio_s"] / latency_report["rtf"])
+    assert 0 < limit["fraction_of_sgemm_peak"] < 1

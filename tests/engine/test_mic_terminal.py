@@ -1,0 +1,83 @@
+"""`framegate mic --from-file` in a real terminal (tmux): what a person sees, and Ctrl-C.
+
+The command runs in a detached tmux pane (a real pseudo-terminal, so the in-place
+partial line is drawn); the test reads the screen, presses Ctrl-C mid-file, and reads
+the pane's exit status.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (setup.sh installs it)")
+
+PARTIAL = re.compile(r"^\[cpu +\d+% \| lag +\d+\.\d s \| dropped \d+\.\d\d s\] > \S", re.MULTILINE)
+FINAL = re.compile(r"^\[ +(\d+\.\d\d) - +(\d+\.\d\d)\] \S", re.MULTILINE)
+
+
+class TmuxPane:
+    """One detached tmux server (its own socket) running one command in a 150x20 pane."""
+
+    def __init__(self, command: list[str]) -> None:
+        self._base = ["tmux", "-L", f"framegate-test-{os.getpid()}", "-f", "/dev/null"]
+        self._tmux("new-session", "-d", "-s", "live", "-x", "150", "-y", "20", shlex.join(command))
+        self._tmux("set-option", "-t", "live", "remain-on-exit", "on")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run([*self._base, *args], check=True, capture_output=True, text=True, timeout=30).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-S", "-", "-t", "live")  # with lines scrolled off
+
+    def wait_for(self, pattern: re.Pattern, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if pattern.search(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{pattern.pattern!r} never appeared; screen:\n{self.screen()}")
+
+    def press_ctrl_c(self) -> None:
+        self._tmux("send-keys", "-t", "live", "C-c")
+
+    def exit_status(self, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            fields = self._tmux("display-message", "-p", "-t", "live", "#{pane_dead} #{pane_dead_status}").split()
+            if fields[0] == "1":  # the status is empty while the pane's process runs
+                return int(fields[1])
+            time.sleep(0.1)
+        raise AssertionError(f"still running after Ctrl-C; screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([*self._base, "kill-server"], capture_output=True, timeout=30)
+
+
+def test_mic_from_file_shows_partial_then_final_lines_and_ctrl_c_exits_0(live_bundle: Path,
+                                                                         two_utterances_wav: Path):
+    pane = TmuxPane([sys.executable, "-m", "framegate.engine.cli", "mic", "--from-file", str(two_utterances_wav),
+                     "--model", str(live_bundle)])
+    try:
+        pane.wait_for(PARTIAL, timeout_s=60)  # includes Python start-up and model load
+        time.sleep(1.0)  # a little more speech, then the user stops the demo mid-file
+        pane.press_ctrl_c()
+        assert pane.exit_status(timeout_s=30) == 0
+        screen = pane.screen()
+    finally:
+        pane.close()
+    finals = FINAL.findall(screen)
+    assert finals, screen  # the partial shown at Ctrl-C became a final line
+    end_s = float(finals[-1][1])
+    assert 1.0 < end_s < 7.0, screen  # stopped mid-file (the file is 8.4 s)
+    captured = re.search(r"^captured (\d+\.\d) s from file '.*fox_twice\.wav' at 22050 Hz", screen, re.MULTILINE)
+    assert captured and abs(float(captured.group(1)) - end_s) <= 0.1, screen
+    assert "Traceback" not in screen and "KeyboardInterrupt" not in screen
