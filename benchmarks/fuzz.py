@@ -66,19 +66,25 @@ def build_fuzzers(build_dir: Path, cmake: str = "cmake", jobs: int = 2) -> dict[
 
 
 def run_fuzzer(binary: Path, *, seconds: int | None = None, runs: int | None = None,
-               workdir: Path, rss_limit_mb: int = 1024) -> FuzzRun:
+               workdir: Path, malloc_limit_mb: int = 512) -> FuzzRun:
     """Run one harness on a fresh corpus in `workdir`, replaying cpp/fuzz/regressions first.
 
     Bounded by `seconds` (-max_total_time) and/or `runs` (-runs); a crash leaves its input as
-    `workdir/crash-*` and a non-zero return code."""
+    `workdir/crash-*` and a non-zero return code.
+
+    libFuzzer's RSS limit is off: it reads the peak RSS, which Linux carries across exec, so a
+    fuzzer started from a big process (pytest with torch loaded) starts "over the limit".
+    A single allocation over `malloc_limit_mb` still fails the run, and LeakSanitizer (on with
+    ASan) reports leaks, which is what the RSS limit would have caught."""
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
     limits = ([f"-max_total_time={seconds}"] if seconds else []) + ([f"-runs={runs}"] if runs else [])
-    cmd = [str(binary), *limits, "-print_final_stats=1", f"-rss_limit_mb={rss_limit_mb}",
+    cmd = [str(binary), *limits, "-print_final_stats=1", "-rss_limit_mb=0",
+           f"-malloc_limit_mb={malloc_limit_mb}",
            f"-artifact_prefix={workdir}/", str(corpus), str(REGRESSIONS)]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=dict(os.environ, ASAN_OPTIONS="abort_on_error=1",
+                          env=dict(os.environ, ASAN_OPTIONS="abort_on_error=1:quarantine_size_mb=64",
                                    UBSAN_OPTIONS="print_stacktrace=1"))
     elapsed = time.monotonic() - start
     stats, progress = {}, []

@@ -95,6 +95,11 @@ class ConvRnntEncoderRunner:
         enc = bundle.manifest["encoder"]
         self._cache_shape = (enc["local_layers"], 1, enc["local_cache_frames"], enc["local_channels"])
 
+    @property
+    def global_cnn(self) -> GlobalCnn:
+        """The C++ global CNN (shared weights; each stream's state is in its ConvRnntState)."""
+        return self._global_cnn
+
     def initial_state(self) -> ConvRnntState:
         return ConvRnntState(local_cache=np.zeros(self._cache_shape, dtype=np.float32),
                              global_cnn=self._global_cnn.initial_state(), lstm=_zero_lstm_state(self._bundle))

@@ -2,7 +2,7 @@
 
 torch 2.13's exporter (`torch.onnx.export(..., dynamo=False)`) refuses `nn.LSTM` with
 `proj_size > 0`, and ONNX's own LSTM op has no projection. `ProjectedLstm` spells the
-projected cell out: per layer, the input-to-hidden product runs once for all frames of a
+cell out (projected or not, as the trained nn.LSTM was): per layer, the input-to-hidden product runs once for all frames of a
 call (one big MatMul), then a scripted loop does the recurrent steps, which the exporter
 turns into an ONNX `Loop` so the frame count stays dynamic. `ExportableEncoder` wraps it
 with the original normalization, subsampling and output layers, taking and returning
@@ -33,13 +33,27 @@ def _recurrent_steps_eager(gates_x: torch.Tensor, w_hh: torch.Tensor, w_hr: torc
     return torch.stack(outputs, dim=1), h, c
 
 
+def _plain_recurrent_steps_eager(gates_x: torch.Tensor, w_hh: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As `_recurrent_steps_eager` for an LSTM without projection (h has the cell size)."""
+    outputs: list[torch.Tensor] = []
+    for t in range(gates_x.size(1)):
+        gates = gates_x[:, t] + torch.matmul(h, w_hh)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outputs.append(h)
+    return torch.stack(outputs, dim=1), h, c
+
+
 with warnings.catch_warnings():  # TorchScript is deprecated, but it is what turns the loop into ONNX Loop
     warnings.simplefilter("ignore", DeprecationWarning)
     _recurrent_steps = torch.jit.script(_recurrent_steps_eager)
+    _plain_recurrent_steps = torch.jit.script(_plain_recurrent_steps_eager)
 
 
 class ProjectedLstm(nn.Module):
-    """A stack of projected LSTM layers equal to a given `nn.LSTM(proj_size>0)` in eval mode.
+    """A stack of LSTM layers equal to a given `nn.LSTM` (with or without proj_size) in eval mode.
 
     Weights are stored pre-transposed (in, out) and the two biases pre-summed, so the
     exported graph does no per-call weight reshuffling.
@@ -47,17 +61,18 @@ class ProjectedLstm(nn.Module):
 
     def __init__(self, lstm: nn.LSTM) -> None:
         super().__init__()
-        if lstm.proj_size <= 0 or not lstm.batch_first or lstm.bidirectional or not lstm.bias:
-            raise ValueError("ProjectedLstm mirrors a unidirectional, batch-first nn.LSTM with biases and proj_size > 0")
+        if not lstm.batch_first or lstm.bidirectional or not lstm.bias:
+            raise ValueError("ProjectedLstm mirrors a unidirectional, batch-first nn.LSTM with biases")
         self.num_layers = lstm.num_layers
+        self.projected = lstm.proj_size > 0
         for layer in range(lstm.num_layers):
             w_ih = getattr(lstm, f"weight_ih_l{layer}").detach()
             w_hh = getattr(lstm, f"weight_hh_l{layer}").detach()
-            w_hr = getattr(lstm, f"weight_hr_l{layer}").detach()
             bias = (getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")).detach()
             self.register_buffer(f"w_ih_{layer}", w_ih.t().contiguous())
             self.register_buffer(f"w_hh_{layer}", w_hh.t().contiguous())
-            self.register_buffer(f"w_hr_{layer}", w_hr.t().contiguous())
+            if self.projected:
+                self.register_buffer(f"w_hr_{layer}", getattr(lstm, f"weight_hr_l{layer}").detach().t().contiguous())
             self.register_buffer(f"bias_{layer}", bias.contiguous())
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
@@ -66,8 +81,11 @@ class ProjectedLstm(nn.Module):
         new_h, new_c = [], []
         for layer in range(self.num_layers):
             gates_x = torch.matmul(x, getattr(self, f"w_ih_{layer}")) + getattr(self, f"bias_{layer}")
-            x, h_l, c_l = _recurrent_steps(gates_x, getattr(self, f"w_hh_{layer}"),
-                                           getattr(self, f"w_hr_{layer}"), h[layer], c[layer])
+            if self.projected:
+                x, h_l, c_l = _recurrent_steps(gates_x, getattr(self, f"w_hh_{layer}"),
+                                               getattr(self, f"w_hr_{layer}"), h[layer], c[layer])
+            else:
+                x, h_l, c_l = _plain_recurrent_steps(gates_x, getattr(self, f"w_hh_{layer}"), h[layer], c[layer])
             new_h.append(h_l)
             new_c.append(c_l)
         return x, torch.stack(new_h, dim=0), torch.stack(new_c, dim=0)

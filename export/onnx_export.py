@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from framegate.engine.features import SAMPLE_RATE, FbankConfig, compute_fbank
+from framegate.export.compute_cost import encoder_macs_per_second, parameter_count
 from framegate.export.exportable_lstm import ExportableEncoder
 from framegate.export.models import model_classes
 from framegate.export.models.lstm_transducer import SUBSAMPLING, LstmTransducer
@@ -182,6 +183,8 @@ def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
             {"name": "h", "shape": [cfg.num_layers, 1, cfg.d_model]},
             {"name": "c", "shape": [cfg.num_layers, 1, cfg.rnn_hidden_size]},
         ],
+        "compute": {"parameters": parameter_count(model),
+                    "macs_per_second": encoder_macs_per_second(model, cfg.num_bins)},
         "files": {name: _file_record(out_dir / name) for name in (*ONNX_FILES, "tokens.txt")},
         "model_card": dict(model_card or {}),
     }

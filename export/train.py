@@ -25,7 +25,8 @@ from tqdm import tqdm
 from framegate.export.feature_cache import FeatureCache, length_buckets, read_manifest
 from framegate.export.greedy import greedy_search
 from framegate.export.loss import rnnt_loss
-from framegate.export.models.lstm_transducer import (LstmTransducer, LstmTransducerConfig, decoder_contexts,
+from framegate.export.models import model_classes
+from framegate.export.models.lstm_transducer import (LstmTransducerConfig, decoder_contexts,
                                                      subsampled_length)
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
 
@@ -34,7 +35,8 @@ from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_toke
 class TrainConfig:
     corpus_dir: str
     work_dir: str
-    model: LstmTransducerConfig = field(default_factory=LstmTransducerConfig)
+    model: LstmTransducerConfig = field(default_factory=LstmTransducerConfig)  # or the model_type's config
+    model_type: str = "lstm_transducer"  # a key of framegate.export.models.MODEL_TYPES
     max_batch_frames: int = 6000          # ~60 s of audio per batch (per process)
     peak_lr: float = 1.5e-3
     warmup_steps: int = 800
@@ -63,7 +65,7 @@ class TrainConfig:
     @staticmethod
     def load(path: Path) -> "TrainConfig":
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        model = LstmTransducerConfig(**raw.pop("model", {}))
+        model = model_classes(raw.get("model_type", "lstm_transducer"))[1](**raw.pop("model", {}))
         known = {f.name for f in fields(TrainConfig)}
         unknown = set(raw) - known
         if unknown:
@@ -105,7 +107,7 @@ class Trainer:
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self._prepare_data()
-        self.model = LstmTransducer(cfg.model)
+        self.model = model_classes(cfg.model_type)[0](cfg.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
@@ -158,7 +160,8 @@ class Trainer:
 
     def save_weights(self, path: Path) -> None:
         """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
-        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model), step=self.step,
+        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model),
+                        model_type=self.cfg.model_type, step=self.step,
                         train_seconds=self.train_seconds), path)
 
     def _resume(self) -> bool:

@@ -32,7 +32,7 @@ using framegate::FeatureWindowConfig;
 
 // Bounds the fuzzer's memory: windows up to this many floats are constructed.
 constexpr long long kMaxWindowFloats = 1 << 14;
-constexpr std::size_t kMaxUtteranceFrames = 1 << 12;
+constexpr std::size_t kMaxUtteranceFrames = 1 << 9;
 
 void Require(bool condition) {
   if (!condition) std::abort();

@@ -1,7 +1,8 @@
 """Baseline streaming LSTM transducer (the shape sherpa-onnx's online LSTM contract runs).
 
 Encoder: per-bin feature normalization -> conv subsampling x4 without time padding
--> linear + LayerNorm -> projected LSTM stack -> linear to the joiner dimension.
+-> linear + LayerNorm -> LSTM stack (projected when rnn_hidden_size > d_model) -> linear
+to the joiner dimension.
 Because the convolutions use no padding in time, running them on overlapping windows of
 `window_frames = chunk_frames + 3` fbank frames, advanced by `chunk_frames`, gives
 exactly the frames that one pass over the whole utterance gives: the 3 extra frames
@@ -86,8 +87,11 @@ class LstmEncoder(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(cfg.num_bins))
         self.register_buffer("feature_inv_std", torch.ones(cfg.num_bins))
         self.subsampling = ConvSubsampling(cfg.num_bins, cfg.conv_channels, cfg.d_model)
+        # A projection only where the cell is wider than d_model (sherpa-onnx's contract): torch's
+        # CPU LSTM with projections has no oneDNN kernel and trains several times slower.
+        proj = cfg.d_model if cfg.rnn_hidden_size != cfg.d_model else 0
         self.lstm = nn.LSTM(cfg.d_model, cfg.rnn_hidden_size, cfg.num_layers, batch_first=True,
-                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, proj_size=cfg.d_model)
+                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, proj_size=proj)
         self.out = nn.Linear(cfg.d_model, cfg.joiner_dim)
         for layer in range(cfg.num_layers):  # forget-gate bias 1: leaves the blank plateau sooner
             for kind in ("ih", "hh"):

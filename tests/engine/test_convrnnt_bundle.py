@@ -13,23 +13,22 @@ import soundfile as sf
 from framegate.engine.cli import main
 from framegate.engine.endpoint import EndpointConfig
 from framegate.engine.errors import BundleError
-from framegate.engine.features import compute_fbank
 from framegate.engine.offline import encoder_output, padded_features, recognize
 from framegate.engine.recognizer import Recognizer
 
-from ..conftest import TINY_VOCAB, tiny_tokens
-
 
 @pytest.fixture(scope="module")
-def convrnnt_model_and_bundle(tmp_path_factory):
+def convrnnt_model_and_bundle(tmp_path_factory, tiny_checkpoint):
     """A tiny random ConvRNN-T, nudged (as the LSTM fixture) so it both emits and stays silent."""
     import torch
 
     from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
     from framegate.export.onnx_export import export_bundle
 
+    tokens = tiny_checkpoint.parent / "tokens.txt"  # the shared tiny fixture's vocabulary
+    vocab = len(tokens.read_text(encoding="utf-8").splitlines())
     torch.manual_seed(4321)
-    cfg = ConvRnntConfig(vocab_size=TINY_VOCAB, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
+    cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
                          local_layers=2, global_channels=8, global_hidden=10, global_blocks=4, se_hidden=3,
                          d_model=16, rnn_hidden_size=24, num_layers=1, joiner_dim=16, decoder_dim=16, dropout=0.0)
     model = ConvRnnt(cfg)
@@ -45,8 +44,7 @@ def convrnnt_model_and_bundle(tmp_path_factory):
     work = tmp_path_factory.mktemp("convrnnt")
     torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "convrnnt"},
                work / "weights.pt")
-    (work / "tokens.txt").write_text("".join(f"{p} {i}\n" for i, p in enumerate(tiny_tokens())), encoding="utf-8")
-    bundle = export_bundle(work / "weights.pt", work / "bundle", model_card={"purpose": "tests"})
+    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tokens, model_card={"purpose": "tests"})
     return model.eval(), bundle
 
 

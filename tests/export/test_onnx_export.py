@@ -26,11 +26,12 @@ def session(bundle: Path, name: str) -> ort.InferenceSession:
     return ort.InferenceSession(str(bundle / name), providers=["CPUExecutionProvider"])
 
 
-def test_projected_lstm_rewrite_equals_nn_lstm():
+@pytest.mark.parametrize("proj_size", [7, 0])
+def test_lstm_rewrite_equals_nn_lstm(proj_size: int):
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(12, 20, num_layers=3, batch_first=True, proj_size=7).eval()
+    lstm = torch.nn.LSTM(12, 20, num_layers=3, batch_first=True, proj_size=proj_size).eval()
     x = torch.randn(3, 9, 12)
-    h, c = torch.randn(3, 3, 7), torch.randn(3, 3, 20)
+    h, c = torch.randn(3, 3, proj_size or 20), torch.randn(3, 3, 20)
     with torch.no_grad():
         want, (want_h, want_c) = lstm(x, (h, c))
         got, got_h, got_c = ProjectedLstm(lstm)(x, h, c)

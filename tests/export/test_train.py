@@ -60,7 +60,7 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     resumed.train()
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
-    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "step", "train_seconds"}
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "model_type", "step", "train_seconds"}
 
 
 def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -82,3 +82,15 @@ def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(r0, r1)
+
+
+def test_model_type_selects_the_model_class(tmp_path):
+    from framegate.export.models.convrnnt import ConvRnntConfig
+    from framegate.export.train import TrainConfig
+
+    config = TrainConfig.load(Path(__file__).resolve().parents[2] / "export" / "recipes" / "convrnnt.toml")
+    assert config.model_type == "convrnnt" and isinstance(config.model, ConvRnntConfig)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model_type = "transformer"\ncorpus_dir = "x"\nwork_dir = "y"\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown model_type 'transformer'"):
+        TrainConfig.load(bad)
