@@ -105,7 +105,10 @@ def replay_segment(recognizer: Recognizer, audio: np.ndarray, start_s: float, en
     """Tokens of the first segment a fresh stream closes over the segment's audio alone."""
     start, end = round(start_s * TARGET_RATE), round(end_s * TARGET_RATE)
     stream = recognizer.create_stream()
-    stream.accept_waveform(TARGET_RATE, audio[start:end + replay_margin_samples(recognizer)])
+    stop = end + replay_margin_samples(recognizer)
+    stream.accept_waveform(TARGET_RATE, audio[start:stop])
+    if stop >= len(audio):  # the soak stream's input ended there too: its tail was padded
+        stream.input_finished()
     recognizer.decode(stream)
     closed = stream.take_segments()
     return closed[0].tokens if closed else stream.result.tokens

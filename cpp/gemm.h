@@ -48,6 +48,25 @@ inline void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
 #endif
 }
 
+// Threads the BLAS may use for one GEMM, process-wide (scipy-openblas32
+// only: elsewhere the BLAS's own setting applies and GemmThreads() is 0).
+// Benchmarks pin it so C++ and ONNX Runtime are compared on equal threads.
+inline void SetGemmThreads(int threads) {
+#if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS)
+  scipy_openblas_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+inline int GemmThreads() {
+#if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS)
+  return scipy_openblas_get_num_threads();
+#else
+  return 0;
+#endif
+}
+
 }  // namespace framegate
 
 #endif  // FRAMEGATE_CPP_GEMM_H_

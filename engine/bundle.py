@@ -20,11 +20,12 @@ from framegate.engine.errors import BundleError
 from framegate.engine.features import SAMPLE_RATE, FbankConfig
 
 SUPPORTED_FORMAT_VERSION = 1
-SUPPORTED_MODEL_TYPES = ("lstm_transducer", "convrnnt")
+SUPPORTED_MODEL_TYPES = ("lstm_transducer", "convrnnt", "gated_transformer")
 # The graphs of each model type's encoder; every type adds decoder.onnx and joiner.onnx.
 ENCODER_FILES = {
     "lstm_transducer": ("encoder.onnx",),
     "convrnnt": ("frontend.onnx", "global_cnn.onnx", "encoder_rest.onnx"),
+    "gated_transformer": ("frontend.onnx", "gated_weights.onnx", "encoder_dense.onnx"),
 }
 ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")  # the baseline's (sherpa-onnx runs these)
 
@@ -255,6 +256,8 @@ class Bundle:
             section = _section(manifest, "encoder")
             cache = [section.get("local_layers"), 1, section.get("local_cache_frames"), section.get("local_channels")]
             expected.insert(0, {"name": "local_cache", "shape": cache})
+        if model_type == "gated_transformer":
+            expected = _gated_states(_section(manifest, "encoder"), _section(manifest, "gating"))
         if manifest.get("states") != expected:
             raise BundleError(f"bundle.json: 'states' is {manifest.get('states')!r}, but the encoder "
                               f"section implies {expected}")
@@ -356,4 +359,72 @@ def _check_convrnnt_encoder(sessions: dict[str, ort.InferenceSession], features:
                               f"bundle.json records {record['shape']}")
 
 
-_ENCODER_CHECKS = {"lstm_transducer": _check_lstm_encoder, "convrnnt": _check_convrnnt_encoder}
+GATING_RULES = ("full-skip",)
+GATED_ARBITRATORS = ("none", "feature", "block")
+
+
+def _gated_states(encoder: dict, gating: dict) -> list[dict]:
+    """The C++ state of a gated encoder: per layer a key/value ring, the arbitrator's history."""
+    ring = [encoder.get("num_layers"), 2, _plus(encoder.get("left_context"), encoder.get("max_rows")),
+            encoder.get("d_model")]
+    kernel = gating.get("arbitrator_kernel")
+    return [{"name": "key_value_ring", "shape": ring},
+            {"name": "arbitrator_history", "shape": [kernel - 1 if isinstance(kernel, int) else None,
+                                                     encoder.get("d_model")]}]
+
+
+def _plus(a, b):
+    return a + b if isinstance(a, int) and isinstance(b, int) else None
+
+
+def _check_gated_encoder(sessions: dict[str, ort.InferenceSession], features: FbankConfig, enc: EncoderSpec,
+                         manifest: dict) -> None:
+    """frontend.onnx -> (C++ gated blocks) ; gated_weights.onnx holds the kernel's weights as outputs
+    named and shaped as bundle.json's gating.tensors list them; encoder_dense.onnx is the dense
+    streaming encoder ONNX Runtime runs as a reference."""
+    section = _section(manifest, "encoder")
+    sizes = {}
+    for key in ("num_heads", "ff_dim", "left_context", "max_rows"):
+        value = section.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "left_context" else 1):
+            raise BundleError(f"bundle.json: 'encoder.{key}' must be a non-negative int, found {value!r}")
+        sizes[key] = value
+    gating = _section(manifest, "gating")
+    if gating.get("rule") not in GATING_RULES:
+        raise BundleError(f"bundle.json: gating.rule {gating.get('rule')!r}; this engine runs {GATING_RULES}")
+    if gating.get("arbitrator") not in GATED_ARBITRATORS:
+        raise BundleError(f"bundle.json: gating.arbitrator {gating.get('arbitrator')!r} is not one of "
+                          f"{GATED_ARBITRATORS}")
+    for key in ("arbitrator_kernel", "arbitrator_hidden", "mac_denominator_per_frame"):
+        value = gating.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BundleError(f"bundle.json: 'gating.{key}' must be a positive int, found {value!r}")
+    threshold = gating.get("default_threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise BundleError(f"bundle.json: gating.default_threshold must be in [0, 1], found {threshold!r}")
+    _check_io("frontend.onnx", "input", sessions["frontend.onnx"].get_inputs(), [("x", [None, None, features.num_bins])])
+    _check_io("frontend.onnx", "output", sessions["frontend.onnx"].get_outputs(), [("frames", [None, None, enc.d_model])])
+    cache = [enc.num_layers, None, sizes["left_context"], enc.d_model]
+    mask = [None, sizes["left_context"]]
+    dense = sessions["encoder_dense.onnx"]
+    _check_io("encoder_dense.onnx", "input", dense.get_inputs(),
+              [("x", [None, enc.window_frames, features.num_bins]), ("k_cache", cache), ("v_cache", cache),
+               ("cache_mask", mask)])
+    _check_io("encoder_dense.onnx", "output", dense.get_outputs(),
+              [("encoder_out", [None, enc.chunk_frames // enc.subsampling, enc.joiner_dim]), ("new_k", cache),
+               ("new_v", cache), ("new_mask", mask)])
+    records = gating.get("tensors")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and {"name", "shape"} <= r.keys()
+                                                for r in records):
+        raise BundleError("bundle.json: gating.tensors must list objects with 'name' and 'shape'")
+    outputs = {o.name: o.shape for o in sessions["gated_weights.onnx"].get_outputs()}
+    for record in records:
+        if record["name"] not in outputs:
+            raise BundleError(f"gated_weights.onnx: has no tensor '{record['name']}' that bundle.json lists")
+        if list(outputs[record["name"]]) != list(record["shape"]):
+            raise BundleError(f"gated_weights.onnx: tensor '{record['name']}' has shape {outputs[record['name']]}, "
+                              f"bundle.json records {record['shape']}")
+
+
+_ENCODER_CHECKS = {"lstm_transducer": _check_lstm_encoder, "convrnnt": _check_convrnnt_encoder,
+                   "gated_transformer": _check_gated_encoder}

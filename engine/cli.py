@@ -82,7 +82,10 @@ def _mic(args: argparse.Namespace) -> int:
         print("\n".join(list_input_devices()) or "no audio input devices found")
         return 0
     recognizer = Recognizer(args.model, num_threads=args.threads)
-    if args.compute_threshold is not None:
+    gated = recognizer.bundle.model_type == "gated_transformer"
+    if gated and args.compute_threshold is not None:
+        recognizer.compute_threshold = args.compute_threshold  # checked when the session's stream is made
+    elif args.compute_threshold is not None:
         raise FramegateError(f"bundle '{recognizer.bundle.path}' has no compute dial: it is a dense LSTM "
                              "transducer that runs every part for every frame; --compute-threshold applies "
                              "to gated bundles only")
@@ -93,7 +96,8 @@ def _mic(args: argparse.Namespace) -> int:
 
         source = DeviceSource(parse_device(args.device))
     recorder = SessionRecorder(args.save, source.sample_rate) if args.save is not None else None
-    LiveSession(recognizer, source, LiveView(sys.stdout), CpuLoadMeter(), recorder).run()
+    meter = None if gated else CpuLoadMeter()  # None: the session's stream reports the parts it runs
+    LiveSession(recognizer, source, LiveView(sys.stdout), meter, recorder).run()
     return 0
 
 
@@ -191,6 +195,21 @@ def _bench_latency(args: argparse.Namespace) -> int:
           f"last word p95 {report['last_word_ms']['p95']} ms, peak RSS {report['peak_rss_mb']:.0f} MB, "
           f"overhead vs raw ONNX Runtime x{report['engine_overhead']:.2f}, vs sherpa-onnx "
           f"x{report['vs_sherpa_onnx']:.2f} -> {args.json}")
+    return 0
+
+
+def _bench_savings(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.savings import run
+
+    report = run(args.model, args.manifest, args.json, compare=args.compare, dense=args.dense,
+                 thresholds=tuple(args.thresholds), limit=args.limit, silence_s=args.silence_s,
+                 noise_s=args.noise_s, rounds=args.rounds)
+    for p in report["points"]:
+        print(f"{p['name']}: WER {100 * p['wer']:.2f} % (dense {100 * p['wer_dense']:.2f} %), MACs "
+              f"{100 * p['mac_fraction']:.0f} %, time x{p['time_ratio_vs_dense']:.2f} vs dense C++, "
+              f"x{p['time_ratio_vs_ort_dense']:.2f} vs ORT; silence {100 * p['silence_mac_fraction']:.0f} %, "
+              f"noise {100 * p['noise_mac_fraction']:.0f} %")
+    print(f"-> {args.json}")
     return 0
 
 
@@ -294,6 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
     p.set_defaults(run=_bench_latency)
+    p = bench_verbs.add_parser("savings", help="gated encoders: WER, MACs and time against the dense reference")
+    p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="a gated_transformer bundle")
+    p.add_argument("--compare", type=Path, nargs="*", default=[], metavar="BUNDLE",
+                   help="more operating points: other lambdas, the sliding-window baseline, the dense model")
+    p.add_argument("--dense", type=Path, default=None, metavar="BUNDLE",
+                   help="the dense reference (default: the --compare bundle without arbitrators, longest context)")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL", help="a corpus split, e.g. test.jsonl")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9], metavar="T")
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances with text")
+    p.add_argument("--silence-s", type=_positive_float, default=60.0, help="seconds of near-silence")
+    p.add_argument("--noise-s", type=_positive_float, default=60.0, help="seconds of background noise")
+    p.add_argument("--rounds", type=_positive_int, default=2, help="timed runs per utterance; the fastest counts")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_savings)
     return parser
 
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from framegate.engine.bundle import Bundle
 from framegate.engine.errors import BundleError
+from framegate.engine.compute_telemetry import ComputeTelemetry
+from framegate.kernels.gated_encoder import GatedEncoder, GatedEncoderConfig
 from framegate.kernels.global_cnn_state import GlobalCnn, GlobalCnnConfig
 
 
@@ -115,7 +117,64 @@ class ConvRnntEncoderRunner:
         return self.encode(features, self.initial_state())[0]
 
 
-RUNNERS: dict[str, type] = {"lstm_transducer": LstmEncoderRunner, "convrnnt": ConvRnntEncoderRunner}
+@dataclass
+class GatedState:
+    blocks: Any                    # framegate.kernels GatedEncoderState, advanced in place by C++
+    threshold: float               # the stream's compute dial, read at every encoder call
+    telemetry: ComputeTelemetry | None = None  # the stream's (outlives the utterance), if any
+
+
+class GatedTransformerRunner:
+    """frontend.onnx -> C++ GatedEncoder (arbitrators, gated blocks, key/value rings, output).
+
+    Weights come from gated_weights.onnx's initializers, read through ONNX Runtime by the names
+    bundle.json's gating section lists. The threshold travels in the state, so a stream's
+    `set_compute_threshold` takes effect at its next encoder call and touches no other stream.
+    """
+
+    gated = True
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._frontend = bundle.sessions["frontend.onnx"]
+        enc, gating = bundle.manifest["encoder"], bundle.manifest["gating"]
+        weights = bundle.sessions["gated_weights.onnx"]
+        tensors = dict(zip([o.name for o in weights.get_outputs()], weights.run(None, {})))
+        try:
+            self.config = GatedEncoderConfig(
+                d_model=enc["d_model"], num_heads=enc["num_heads"], ff_dim=enc["ff_dim"],
+                num_layers=enc["num_layers"], left_context=enc["left_context"], joiner_dim=enc["joiner_dim"],
+                max_rows=enc["max_rows"], arbitrator=gating["arbitrator"],
+                arbitrator_kernel=gating["arbitrator_kernel"], arbitrator_hidden=gating["arbitrator_hidden"])
+            self.encoder = GatedEncoder.from_named(self.config, {r["name"]: tensors[r["name"]]
+                                                                 for r in gating["tensors"]})
+            self.default_threshold = float(gating["default_threshold"])
+            self.frontend_macs_per_frame = int(gating["part_macs_per_frame"]["frontend"])
+            self.dense_macs_per_frame = int(gating["mac_denominator_per_frame"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"gated_weights.onnx / bundle.json gating: {e}") from None
+
+    def frontend(self, window: np.ndarray) -> np.ndarray:
+        """(frames, bins) fbank -> (frames', d_model) front-end frames (ONNX Runtime)."""
+        return self._frontend.run(None, {"x": window[np.newaxis]})[0][0]
+
+    def initial_state(self) -> GatedState:
+        return GatedState(blocks=self.encoder.initial_state(), threshold=self.default_threshold)
+
+    def encode(self, window: np.ndarray, state: GatedState) -> tuple[np.ndarray, GatedState]:
+        frames = self.frontend(window)
+        chunk = self.encoder.forward(frames, state.blocks, threshold=state.threshold)
+        if state.telemetry is not None:
+            n = len(frames)
+            state.telemetry.record(n, state.threshold, chunk.attention_rows, chunk.ff_rows,
+                                   chunk.macs + n * self.frontend_macs_per_frame, n * self.dense_macs_per_frame)
+        return chunk.out, state
+
+    def encode_utterance(self, features: np.ndarray) -> np.ndarray:
+        return self.encode(features, self.initial_state())[0]
+
+
+RUNNERS: dict[str, type] = {"lstm_transducer": LstmEncoderRunner, "convrnnt": ConvRnntEncoderRunner,
+                            "gated_transformer": GatedTransformerRunner}
 
 
 def encoder_runner(bundle: Bundle) -> EncoderRunner:

@@ -15,3 +15,7 @@ class AudioInputError(FramegateError):
 
 class AudioDeviceError(FramegateError):
     """A capture device is missing, busy, unplugged or cannot run at a usable rate."""
+
+
+class ComputeSettingError(FramegateError, ValueError):
+    """A compute threshold that cannot be used: not a number in [0, 1], or the bundle is not gated."""

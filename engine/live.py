@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from framegate.engine.capture import CaptureBuffer, CaptureStats
-from framegate.engine.live_view import ComputeMeter, FinalLine, LiveView, format_status
+from framegate.engine.compute_telemetry import GatedComputeMeter
+from framegate.engine.live_view import ComputeMeter, CpuLoadMeter, FinalLine, LiveView, format_status
 from framegate.engine.recognizer import Recognizer
 from framegate.engine.recording import SessionRecorder
 from framegate.engine.stream import Result, tokens_to_text
@@ -64,8 +65,10 @@ def partial_text(result: Result) -> str:
 class LiveSession:
     """One run of the live pipeline; `run` blocks until the input ends or Ctrl-C."""
 
-    def __init__(self, recognizer: Recognizer, source: LiveSource, view: LiveView, meter: ComputeMeter,
+    def __init__(self, recognizer: Recognizer, source: LiveSource, view: LiveView, meter: ComputeMeter | None,
                  recorder: SessionRecorder | None = None) -> None:
+        """meter None: a gated bundle's stream reports the fraction of encoder MACs it runs
+        (GatedComputeMeter); other bundles show the process's CPU load."""
         self._recognizer = recognizer
         self._source = source
         self._view = view
@@ -100,6 +103,9 @@ class LiveSession:
     def _decode_until_drained(self) -> None:
         try:
             stream = self._recognizer.create_stream()
+            if self._meter is None:
+                telemetry = stream.compute_telemetry
+                self._meter = GatedComputeMeter(telemetry) if telemetry is not None else CpuLoadMeter()
             buffer = self._source.buffer
             partial, shown_partial, shown_at = "", "", 0.0
             while not buffer.drained:

@@ -28,10 +28,14 @@ class Recognizer:
     bundle_path: a bundle directory; None means the default bundle shipped with the engine.
     num_threads: ONNX Runtime intra-op threads per graph.
     endpoint: when to close an utterance; None never closes one (one utterance per stream).
+    compute_threshold: gated bundles only: the default gate threshold in [0, 1] of new streams
+        (None: the bundle's default); each stream can change its own with
+        `stream.set_compute_threshold`.
     """
 
     def __init__(self, bundle_path: str | Path | None = None, num_threads: int = 1,
-                 endpoint: EndpointConfig | None = EndpointConfig()) -> None:
+                 endpoint: EndpointConfig | None = EndpointConfig(),
+                 compute_threshold: float | None = None) -> None:
         if endpoint is not None:
             endpoint.validate()
         if bundle_path is None:
@@ -45,9 +49,11 @@ class Recognizer:
         self.endpoint = endpoint
         self._search = GreedySearch(self.bundle)
         self._encoder = encoder_runner(self.bundle)
+        self.compute_threshold = compute_threshold
+        self.create_stream()  # refuses a bad compute_threshold now rather than at the first stream
 
     def create_stream(self) -> Stream:
-        return Stream(self.bundle, self._search, self._encoder)
+        return Stream(self.bundle, self._search, self._encoder, self.compute_threshold)
 
     def is_ready(self, stream: Stream) -> bool:
         """Whether `decode(stream)` has at least one window to run."""

@@ -29,9 +29,11 @@ from framegate.engine.audio import TARGET_RATE, StreamingResampler, to_mono_floa
 from framegate.engine.bundle import Bundle
 from framegate.engine.decoding import GreedySearch, SearchState
 from framegate.engine.encoder_runner import EncoderRunner
-from framegate.engine.errors import AudioInputError
+from framegate.engine.compute_telemetry import ComputeTelemetry
+from framegate.engine.errors import AudioInputError, ComputeSettingError
 from framegate.engine.features import StreamingFbank
 from framegate.kernels import FeatureWindow, FeatureWindowConfig
+from framegate.kernels.gated_encoder import check_threshold
 
 WORD_MARKER = "\u2581"  # sentencepiece's "▁": a piece that starts a word
 
@@ -91,8 +93,19 @@ class Stream:
     caller at a time; different streams of one recognizer may run in different threads.
     """
 
-    def __init__(self, bundle: Bundle, search: GreedySearch, encoder: EncoderRunner) -> None:
+    def __init__(self, bundle: Bundle, search: GreedySearch, encoder: EncoderRunner,
+                 compute_threshold: float | None = None) -> None:
         self._encoder = encoder
+        self._gated = getattr(encoder, "gated", False)
+        self._compute_threshold: float | None = None
+        self._telemetry: ComputeTelemetry | None = None
+        if self._gated:
+            self._compute_threshold = _checked_threshold(
+                encoder.default_threshold if compute_threshold is None else compute_threshold)
+            self._telemetry = ComputeTelemetry(bundle.encoder.num_layers)
+        elif compute_threshold is not None:
+            raise ComputeSettingError(f"compute_threshold applies to gated bundles; this bundle's model type is "
+                                      f"{bundle.model_type}")
         self._bundle = bundle
         self._search = search
         enc = bundle.encoder
@@ -103,7 +116,10 @@ class Stream:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything, including the sample rate: the stream is as if new."""
+        """Forget everything, including the sample rate: the stream is as if new (the compute
+        threshold stays; the compute telemetry starts again)."""
+        if self._telemetry is not None:
+            self._telemetry = ComputeTelemetry(self._telemetry.num_layers)
         self._input_rate: int | None = None
         self._resampler: StreamingResampler | None = None
         self._input_finished = False
@@ -113,13 +129,40 @@ class Stream:
         self.utterance = self._new_utterance(start_sample=0)
 
     def _new_utterance(self, start_sample: int) -> UtteranceState:
+        encoder_state = self._encoder.initial_state()
+        if self._gated:
+            encoder_state.threshold = self._compute_threshold
+            encoder_state.telemetry = self._telemetry
         return UtteranceState(
             start_sample=start_sample,
             fbank=StreamingFbank(self._bundle.features),
             window=FeatureWindow(self._window_config),
-            encoder_state=self._encoder.initial_state(),
+            encoder_state=encoder_state,
             search=self._search.initial_state(),
         )
+
+    # -- compute dial (gated bundles) --------------------------------------------------------
+    def set_compute_threshold(self, threshold: float) -> None:
+        """Set this stream's gate threshold in [0, 1] (higher runs fewer encoder parts).
+
+        It applies from the next encoder chunk this stream runs; chunks already encoded and
+        other streams of the same recognizer are untouched. ComputeSettingError for a value
+        outside [0, 1] or a bundle without gates."""
+        if not self._gated:
+            raise ComputeSettingError(f"set_compute_threshold needs a gated bundle; this bundle's model type is "
+                                      f"{self._bundle.model_type}")
+        self._compute_threshold = _checked_threshold(threshold)
+        self.utterance.encoder_state.threshold = self._compute_threshold
+
+    @property
+    def compute_threshold(self) -> float | None:
+        """The gate threshold the next chunk runs with (None for a bundle without gates)."""
+        return self._compute_threshold
+
+    @property
+    def compute_telemetry(self) -> ComputeTelemetry | None:
+        """Which encoder parts ran, per layer and per chunk, over this stream's life (gated bundles)."""
+        return self._telemetry
 
     # -- audio in ------------------------------------------------------------------------
     def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
@@ -244,3 +287,10 @@ class Stream:
             segments=list(segments),
             is_final=final,
         )
+
+
+def _checked_threshold(threshold: float) -> float:
+    try:
+        return check_threshold(threshold)
+    except ValueError as e:
+        raise ComputeSettingError(str(e)) from None

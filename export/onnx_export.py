@@ -121,6 +121,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     tokens = Path(tokens) if tokens is not None else checkpoint.parent / "tokens.txt"
     model = load_model(checkpoint)
+    if type(model).__name__ == "GatedTransformer":  # its own graphs, C++ weights and bundle.json
+        from framegate.export.gated_transformer_export import export_gated_bundle
+
+        return export_gated_bundle(model, out_dir, tokens, model_card)
     if not isinstance(model, LstmTransducer):  # e.g. a ConvRNN-T: its own graphs and bundle.json
         from framegate.export.convrnnt_export import export_convrnnt_bundle
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -53,6 +54,7 @@ class TrainConfig:
     threads: int = 2
     seed: int = 1
     feature_workers: int = 2
+    init_from: str = ""                   # warm start: a weights checkpoint (its bpe.model beside it)
 
     def validate(self) -> None:
         if not (Path(self.corpus_dir) / "train.jsonl").exists():
@@ -112,7 +114,10 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
         if not self._resume():
-            self._init_normalization()
+            if cfg.init_from:
+                self._warm_start(Path(cfg.init_from))
+            else:
+                self._init_normalization()
 
     @property
     def is_main(self) -> bool:
@@ -126,6 +131,8 @@ class Trainer:
         corpus = Path(self.cfg.corpus_dir)
         bpe_path = self.work / "bpe.model"
         if self.is_main:
+            if self.cfg.init_from and not bpe_path.exists():  # the warm start's token ids
+                shutil.copyfile(Path(self.cfg.init_from).parent / "bpe.model", bpe_path)
             if not bpe_path.exists():
                 texts = [r["text"] for r in read_manifest(corpus / "train.jsonl") if r["text"]]
                 train_bpe(texts, bpe_path, self.cfg.model.vocab_size)
@@ -144,6 +151,17 @@ class Trainer:
         enc = self.model.encoder
         enc.feature_mean.copy_(torch.from_numpy(sample.mean(0)).float())
         enc.feature_inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-5)).float())
+
+    def _warm_start(self, path: Path) -> None:
+        """Start from another model's weights; only parameters this model adds (e.g. arbitrators)
+        may be missing from it, and nothing of it may be left unused."""
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        added = [k for k in missing if "arbitrator" not in k]
+        if added or unexpected:
+            raise ValueError(f"init_from {path}: missing {added}, unexpected {unexpected}")
+        if self.is_main:
+            print(f"warm start from {path} (new: {len(missing)} arbitrator tensors)", flush=True)
 
     # -- checkpoints -------------------------------------------------------------------
     def _checkpoint_path(self) -> Path:
@@ -203,6 +221,8 @@ class Trainer:
 
     def _loss(self, x, lengths, y, tlen) -> tuple[torch.Tensor, dict]:
         m = self.model
+        if hasattr(m, "set_training_step"):  # e.g. the gated model's Gumbel temperature
+            m.set_training_step(self.step)
         enc, _ = m.encoder(x)
         enc_len = subsampled_length(lengths).clamp(min=1)
         contexts = decoder_contexts(y, tlen, m.cfg.context_size, BLANK_ID)
@@ -213,7 +233,12 @@ class Trainer:
         loss_ctc = F.ctc_loss(ctc_lp, y, enc_len, tlen, blank=BLANK_ID, reduction="sum",
                               zero_infinity=True) / len(lengths)
         loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
-        return loss, dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
+        parts = dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
+        if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
+            aux, aux_parts = m.auxiliary_loss(enc_len)
+            loss = loss + aux
+            parts.update(aux_parts)
+        return loss, parts
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()

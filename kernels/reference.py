@@ -148,3 +148,62 @@ def reference_global_cnn(frames: np.ndarray, blocks: Sequence[dict], squeeze: st
                    "se1_weight", "se1_bias", "se2_weight", "se2_bias")]
         x = _global_cnn_block(x, *arrays, 2 ** b, squeeze == "ema", dtype(ema_decay))
     return x
+
+
+@numba.njit(cache=False)
+def _layer_norm_rows(x, weight, bias):
+    out = np.empty_like(x)
+    for t in range(x.shape[0]):
+        mean = x[t].astype(np.float64).mean()
+        var = ((x[t].astype(np.float64) - mean) ** 2).mean()
+        out[t] = ((x[t] - mean) / np.sqrt(var + 1e-5)) * weight + bias
+    return out
+
+
+@numba.njit(cache=False)
+def _gated_attention(x, att_on, norm_w, norm_b, qkv_w, qkv_b, out_w, out_b, num_heads, left_context):
+    """Residual full-skip attention over a whole utterance, one query and one key at a time."""
+    t_frames, d = x.shape
+    dh = d // num_heads
+    qkv = _layer_norm_rows(x, norm_w, norm_b) @ qkv_w.T + qkv_b
+    result = x.copy()
+    for t in range(t_frames):
+        if not att_on[t]:
+            continue
+        heads = np.zeros(d)
+        for h in range(num_heads):
+            q = qkv[t, h * dh:(h + 1) * dh].astype(np.float64)
+            weights = np.zeros(t_frames)
+            peak = -np.inf
+            for s in range(max(0, t - left_context), t + 1):
+                if att_on[s]:
+                    weights[s] = (q * qkv[s, d + h * dh:d + (h + 1) * dh]).sum() / np.sqrt(dh)
+                    peak = max(peak, weights[s])
+            total = 0.0
+            for s in range(max(0, t - left_context), t + 1):
+                if att_on[s]:
+                    weights[s] = np.exp(weights[s] - peak)
+                    total += weights[s]
+            for s in range(max(0, t - left_context), t + 1):
+                if att_on[s]:
+                    heads[h * dh:(h + 1) * dh] += weights[s] / total * qkv[s, 2 * d + h * dh:2 * d + (h + 1) * dh]
+        result[t] += (out_w.astype(np.float64) @ heads + out_b).astype(np.float32)
+    return result
+
+
+def gated_encoder_reference(frames: np.ndarray, gates: np.ndarray, tensors: dict[str, np.ndarray],
+                            num_layers: int, num_heads: int, left_context: int) -> np.ndarray:
+    """The gated encoder's blocks, final LayerNorm and projection over a whole utterance with the
+    given decisions (T, 2L): what the C++ GatedEncoder computes in forced mode (arbitrators aside)."""
+    x = np.asarray(frames, dtype=np.float32).copy()
+    for layer in range(num_layers):
+        w = {key.split(".", 1)[1]: v for key, v in tensors.items() if key.startswith(f"block{layer}.")}
+        x = _gated_attention(x, gates[:, 2 * layer].astype(np.bool_), w["norm_att_weight"], w["norm_att_bias"],
+                             w["qkv_weight"], w["qkv_bias"], w["att_out_weight"], w["att_out_bias"], num_heads,
+                             left_context)
+        on = gates[:, 2 * layer + 1].astype(bool)
+        hidden = np.maximum(_layer_norm_rows(x[on], w["norm_ff_weight"], w["norm_ff_bias"]) @ w["ff1_weight"].T
+                            + w["ff1_bias"], 0.0)
+        x[on] += hidden @ w["ff2_weight"].T + w["ff2_bias"]
+    return _layer_norm_rows(x, tensors["norm_out_weight"], tensors["norm_out_bias"]) @ tensors["out_weight"].T \
+        + tensors["out_bias"]

@@ -82,3 +82,42 @@ def speechlike_16k() -> np.ndarray:
     signal = 0.25 * voiced * envelope + 0.05 * bursts
     signal[int(2.0 * sr):int(2.6 * sr)] = 0.0  # a pause of digital silence
     return signal.astype(np.float32)
+
+
+def make_tiny_gated(arbitrator: str, work: Path, tokens: Path, seed: int = 99, **overrides) -> tuple[Path, Path]:
+    """A tiny random gated Transformer (checkpoint, bundle). Gate logits start at 0 so the random
+    arbitrators switch parts both on and off; normalization and output scales as the LSTM fixture."""
+    import torch
+    from dataclasses import asdict
+
+    from framegate.export.models.gated_transformer import GatedTransformer, GatedTransformerConfig
+    from framegate.export.onnx_export import export_bundle
+
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=TINY_VOCAB, conv_channels=4, d_model=16, num_heads=2, ff_dim=32, num_layers=2,
+                    left_context=5, joiner_dim=16, decoder_dim=16, dropout=0.0, chunk_frames=8,
+                    arbitrator=arbitrator, arbitrator_kernel=3, arbitrator_hidden=8, gate_init_bias=0.0)
+    settings.update(overrides)
+    cfg = GatedTransformerConfig(**settings)
+    model = GatedTransformer(cfg)
+    with torch.no_grad():
+        model.encoder.feature_mean.fill_(-11.0)
+        model.encoder.feature_inv_std.fill_(1 / 7.0)
+        model.encoder.out.weight.mul_(4.0)
+        model.joiner.out.weight.mul_(3.0)
+        model.joiner.out.bias[0] += 2.5
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / f"gated_{arbitrator}.pt"
+    torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "gated_transformer"},
+               checkpoint)
+    bundle = export_bundle(checkpoint, work / f"bundle_{arbitrator}", tokens=tokens,
+                           model_card={"purpose": "tests", "weights": "random"})
+    return checkpoint, bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_gated(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Tiny gated Transformer (checkpoint, bundle) per arbitrator: "feature", "block", "none" (dense)."""
+    work = tmp_path_factory.mktemp("tiny_gated")
+    tokens = tiny_checkpoint.parent / "tokens.txt"
+    return {arb: make_tiny_gated(arb, work, tokens) for arb in ("feature", "block", "none")}

@@ -16,6 +16,7 @@ namespace framegate {
 // One binding file per bound concept.
 void BindFeatureWindow(py::module_& m);
 void BindGlobalCnnState(py::module_& m);
+void BindGatedEncoder(py::module_& m);
 }  // namespace framegate
 
 namespace {
@@ -44,4 +45,5 @@ PYBIND11_MODULE(_native, m) {
   py::register_local_exception_translator(TranslateNativeException);
   framegate::BindFeatureWindow(m);
   framegate::BindGlobalCnnState(m);
+  framegate::BindGatedEncoder(m);
 }

@@ -6,11 +6,13 @@ greedy search and export treat them alike; bundle.json records the same `model_t
 from __future__ import annotations
 
 from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
+from framegate.export.models.gated_transformer import GatedTransformer, GatedTransformerConfig
 from framegate.export.models.lstm_transducer import LstmTransducer, LstmTransducerConfig
 
 MODEL_TYPES: dict[str, tuple[type, type]] = {
     "lstm_transducer": (LstmTransducer, LstmTransducerConfig),
     "convrnnt": (ConvRnnt, ConvRnntConfig),
+    "gated_transformer": (GatedTransformer, GatedTransformerConfig),
 }
 
 

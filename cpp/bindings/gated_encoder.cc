@@ -1,0 +1,285 @@
+// Binds GatedEncoderConfig, GatedEncoder and its per-stream state.
+//
+// Weights arrive as one dict of C-contiguous float32 arrays keyed by the
+// names kernels/gated_encoder.py documents (block{l}.qkv_weight, ...); a
+// missing, unexpected or misshapen tensor is a ValueError naming it. Frames
+// and forced gates are checked for dtype, shape and contiguity here; values
+// (finiteness, threshold range) by the C++ core before any state changes.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "gated_encoder.h"
+#include "gemm.h"
+
+namespace py = pybind11;
+
+namespace framegate {
+namespace {
+
+std::string Shape(const std::vector<py::ssize_t>& dims) {
+  std::ostringstream os;
+  os << "(";
+  for (std::size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
+  os << (dims.size() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+std::string Describe(const py::handle& obj) {
+  if (!py::isinstance<py::array>(obj)) {
+    return std::string(py::str(py::type::of(obj).attr("__name__")));
+  }
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim());
+  return std::string(a.flags() & py::array::c_style ? "" : "non-contiguous ") +
+         std::string(py::str(a.dtype())) + " array of shape " + Shape(dims);
+}
+
+// `obj` once it is a C-contiguous array of T with shape `dims` (-1: any).
+template <typename T>
+py::array Checked(const py::handle& obj, const std::vector<py::ssize_t>& dims,
+                  const std::string& what, const char* dtype) {
+  bool ok = py::isinstance<py::array_t<T>>(obj);
+  if (ok) {
+    const auto a = py::reinterpret_borrow<py::array>(obj);
+    ok = static_cast<std::size_t>(a.ndim()) == dims.size() &&
+         (a.flags() & py::array::c_style);
+    for (std::size_t i = 0; ok && i < dims.size(); ++i) {
+      ok = dims[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == dims[i];
+    }
+  }
+  if (!ok) {
+    std::string want = Shape(dims);
+    for (std::size_t pos; (pos = want.find("-1")) != std::string::npos;) {
+      want.replace(pos, 2, "n");
+    }
+    throw std::invalid_argument(what + " must be a C-contiguous " + dtype +
+                                " array of shape " + want + "; got " +
+                                Describe(obj));
+  }
+  return py::reinterpret_borrow<py::array>(obj);
+}
+
+class TensorReader {
+ public:
+  explicit TensorReader(const py::dict& tensors) : tensors_(tensors) {}
+
+  std::vector<float> Take(const std::string& name,
+                          const std::vector<py::ssize_t>& dims) {
+    if (!tensors_.contains(name)) {
+      throw std::invalid_argument("gated encoder weights: '" + name +
+                                  "' is missing");
+    }
+    used_.insert(name);
+    const py::array a =
+        Checked<float>(tensors_[py::str(name)], dims, "tensor '" + name + "'", "float32");
+    const auto* data = static_cast<const float*>(a.data());
+    return std::vector<float>(data, data + a.size());
+  }
+
+  void CheckAllUsed() const {
+    for (const auto& item : tensors_) {
+      const std::string name = py::str(item.first);
+      if (!used_.count(name)) {
+        throw std::invalid_argument("gated encoder weights: unexpected tensor '" +
+                                    name + "' for this config");
+      }
+    }
+  }
+
+ private:
+  const py::dict& tensors_;
+  std::set<std::string> used_;
+};
+
+GatedEncoderWeights ReadWeights(const GatedEncoderConfig& c,
+                                const py::dict& tensors) {
+  c.Validate();
+  TensorReader r(tensors);
+  const py::ssize_t d = c.d_model, f = c.ff_dim, h = c.arbitrator_hidden;
+  GatedEncoderWeights w;
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "block" + std::to_string(l) + ".";
+    GatedBlockWeights b;
+    b.norm_att_weight = r.Take(p + "norm_att_weight", {d});
+    b.norm_att_bias = r.Take(p + "norm_att_bias", {d});
+    b.qkv_weight = r.Take(p + "qkv_weight", {3 * d, d});
+    b.qkv_bias = r.Take(p + "qkv_bias", {3 * d});
+    b.att_out_weight = r.Take(p + "att_out_weight", {d, d});
+    b.att_out_bias = r.Take(p + "att_out_bias", {d});
+    b.norm_ff_weight = r.Take(p + "norm_ff_weight", {d});
+    b.norm_ff_bias = r.Take(p + "norm_ff_bias", {d});
+    b.ff1_weight = r.Take(p + "ff1_weight", {f, d});
+    b.ff1_bias = r.Take(p + "ff1_bias", {f});
+    b.ff2_weight = r.Take(p + "ff2_weight", {d, f});
+    b.ff2_bias = r.Take(p + "ff2_bias", {d});
+    w.blocks.push_back(std::move(b));
+    if (c.arbitrator == ArbitratorKind::kBlock) {
+      w.block_arbitrators.push_back(BlockArbitratorWeights{
+          r.Take(p + "arbitrator.hidden_weight", {h, d}),
+          r.Take(p + "arbitrator.hidden_bias", {h}),
+          r.Take(p + "arbitrator.out_weight", {2, h}),
+          r.Take(p + "arbitrator.out_bias", {2})});
+    }
+  }
+  if (c.arbitrator == ArbitratorKind::kFeature) {
+    const py::ssize_t g = c.NumGates(), k = c.arbitrator_kernel;
+    w.feature_arbitrator = FeatureArbitratorWeights{
+        r.Take("feature_arbitrator.conv_weight", {h, k, d}),
+        r.Take("feature_arbitrator.conv_bias", {h}),
+        r.Take("feature_arbitrator.out_weight", {g, h}),
+        r.Take("feature_arbitrator.out_bias", {g})};
+  }
+  w.norm_out_weight = r.Take("norm_out_weight", {d});
+  w.norm_out_bias = r.Take("norm_out_bias", {d});
+  w.out_weight = r.Take("out_weight", {c.joiner_dim, d});
+  w.out_bias = r.Take("out_bias", {c.joiner_dim});
+  r.CheckAllUsed();
+  return w;
+}
+
+// One stream's state and the lock that serializes calls on it (taken only
+// with the GIL released).
+class LockedState {
+ public:
+  explicit LockedState(GatedEncoderState state) : state_(std::move(state)) {}
+  std::mutex& mutex() { return mutex_; }
+  GatedEncoderState& state() { return state_; }
+  std::int64_t frames() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return state_.frames;
+  }
+
+ private:
+  std::mutex mutex_;
+  GatedEncoderState state_;
+};
+
+class PyGatedEncoder {
+ public:
+  PyGatedEncoder(const GatedEncoderConfig& config, const py::dict& tensors)
+      : encoder_(config, ReadWeights(config, tensors)) {}
+
+  std::unique_ptr<LockedState> InitialState() const {
+    return std::make_unique<LockedState>(encoder_.InitialState());
+  }
+
+  py::tuple Forward(const py::object& frames_obj, LockedState& state,
+                    GateMode mode, float threshold,
+                    const py::object& gates_obj) const {
+    const GatedEncoderConfig& c = encoder_.config();
+    const py::array frames = Checked<float>(frames_obj, {-1, c.d_model}, "frames", "float32");
+    const py::ssize_t n = frames.shape(0);
+    const py::ssize_t g = c.NumGates();
+    py::array_t<std::uint8_t> gates({n, g});
+    if (mode == GateMode::kForced) {
+      if (gates_obj.is_none()) {
+        throw std::invalid_argument("forced mode needs gates (n, " + std::to_string(g) + ") uint8");
+      }
+      const py::array given = Checked<std::uint8_t>(gates_obj, {n, g}, "gates", "uint8");
+      std::copy_n(static_cast<const std::uint8_t*>(given.data()), given.size(), gates.mutable_data());
+    } else if (!gates_obj.is_none()) {
+      throw std::invalid_argument("gates are only read in forced mode");
+    }
+    py::array_t<float> out({n, static_cast<py::ssize_t>(c.joiner_dim)});
+    py::array_t<float> probs({n, g});
+    EncoderCounters counters;
+    const auto* in = static_cast<const float*>(frames.data());
+    float* out_data = out.mutable_data();
+    float* probs_data = probs.mutable_data();
+    std::uint8_t* gates_data = gates.mutable_data();
+    {
+      py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(state.mutex());
+      encoder_.Forward(in, static_cast<int>(n), &state.state(), mode, threshold,
+                       out_data, probs_data, gates_data, &counters);
+    }
+    py::dict telemetry;
+    telemetry["attention_rows"] = counters.attention_rows;
+    telemetry["ff_rows"] = counters.ff_rows;
+    telemetry["frames"] = counters.frames;
+    telemetry["arbitrator_macs"] = counters.arbitrator_macs;
+    telemetry["block_macs"] = counters.block_macs;
+    telemetry["output_macs"] = counters.output_macs;
+    return py::make_tuple(out, probs, gates, telemetry);
+  }
+
+  void Reset(LockedState& state) const {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(state.mutex());
+    encoder_.Reset(&state.state());
+  }
+
+  GatedEncoderConfig config() const { return encoder_.config(); }
+
+ private:
+  GatedEncoder encoder_;
+};
+
+}  // namespace
+
+void BindGatedEncoder(py::module_& m) {
+  m.def("set_gemm_threads", [](int threads) {
+    if (threads < 1) throw std::invalid_argument("gemm threads must be >= 1, got " + std::to_string(threads));
+    SetGemmThreads(threads);
+  }, py::arg("threads"), "Threads the BLAS may use per GEMM, process-wide (scipy-openblas32 builds).");
+  m.def("gemm_threads", &GemmThreads, "The BLAS's GEMM threads (0: not controlled by this build).");
+  py::enum_<ArbitratorKind>(m, "ArbitratorKind")
+      .value("none", ArbitratorKind::kNone)
+      .value("feature", ArbitratorKind::kFeature)
+      .value("block", ArbitratorKind::kBlock);
+  py::enum_<GateMode>(m, "GateMode")
+      .value("gated", GateMode::kGated)
+      .value("dense", GateMode::kDense)
+      .value("forced", GateMode::kForced);
+
+  py::class_<GatedEncoderConfig>(m, "GatedEncoderConfig", "Sizes and arbitrator of a gated encoder.")
+      .def(py::init([](int d_model, int num_heads, int ff_dim, int num_layers, int left_context,
+                       int joiner_dim, int max_rows, ArbitratorKind arbitrator, int arbitrator_kernel,
+                       int arbitrator_hidden) {
+             GatedEncoderConfig c;
+             c.d_model = d_model;
+             c.num_heads = num_heads;
+             c.ff_dim = ff_dim;
+             c.num_layers = num_layers;
+             c.left_context = left_context;
+             c.joiner_dim = joiner_dim;
+             c.max_rows = max_rows;
+             c.arbitrator = arbitrator;
+             c.arbitrator_kernel = arbitrator_kernel;
+             c.arbitrator_hidden = arbitrator_hidden;
+             return c;
+           }),
+           py::arg("d_model"), py::arg("num_heads"), py::arg("ff_dim"), py::arg("num_layers"),
+           py::arg("left_context"), py::arg("joiner_dim"), py::arg("max_rows"), py::arg("arbitrator"),
+           py::arg("arbitrator_kernel"), py::arg("arbitrator_hidden"))
+      .def("validate", &GatedEncoderConfig::Validate, "Raise ValueError naming the first invalid field.")
+      .def("__repr__", &GatedEncoderConfig::ToString);
+
+  py::class_<LockedState>(m, "GatedEncoderState", "One stream's gated-encoder state (fixed size).")
+      .def_property_readonly("frames", &LockedState::frames);
+
+  py::class_<PyGatedEncoder>(m, "GatedEncoder", "A gated encoder's weights; streams keep their own state.")
+      .def(py::init<const GatedEncoderConfig&, const py::dict&>(), py::arg("config"), py::arg("tensors"))
+      .def("initial_state", &PyGatedEncoder::InitialState)
+      .def("forward", &PyGatedEncoder::Forward, py::arg("frames"), py::arg("state"), py::arg("mode"),
+           py::arg("threshold"), py::arg("gates") = py::none(),
+           "float32 frames (n, d_model) continuing `state` -> (out (n, joiner_dim), probs (n, 2L), "
+           "gates (n, 2L) uint8, telemetry dict).")
+      .def("reset", &PyGatedEncoder::Reset, py::arg("state"))
+      .def_property_readonly("config", &PyGatedEncoder::config);
+}
+
+}  // namespace framegate

@@ -1,0 +1,82 @@
+"""Training the gated Transformer: warm start from dense, the compute term, honest MAC counts."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from framegate.export.models.gated_transformer import GatedTransformer, GatedTransformerConfig, part_macs
+from framegate.export.train import TrainConfig, Trainer
+
+TINY = dict(vocab_size=40, conv_channels=4, d_model=16, num_heads=2, ff_dim=32, num_layers=2, left_context=4,
+            joiner_dim=16, decoder_dim=16, chunk_frames=8, arbitrator_hidden=8, arbitrator_kernel=3)
+
+
+def _config(tmp: Path, corpus: Path, name: str, model: dict, **overrides) -> Path:
+    settings = dict(corpus_dir=str(corpus), work_dir=str(tmp / name), max_batch_frames=3000, warmup_steps=5,
+                    peak_lr=3e-3, checkpoint_minutes=0.0, eval_every_steps=1000, milestone_every_steps=1000,
+                    dev_utterances=4, threads=1, spec_augment_after=1000, feature_workers=1,
+                    model_type="gated_transformer")
+    settings.update(overrides)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()] + ["[model]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in {**TINY, **model}.items()]
+    path = tmp / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_gated_training_warm_starts_from_dense_and_the_compute_term_lowers_the_gates(tiny_corpus, tmp_path):
+    dense = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "dense", {}, max_steps=2)))
+    dense.train()
+    gated_cfg = _config(tmp_path, tiny_corpus, "gated",
+                        {"arbitrator": "feature", "compute_lambda": 20.0, "tau_anneal_steps": 10},
+                        max_steps=25, init_from=str(tmp_path / "dense" / "weights_last.pt"), peak_lr=2e-2)
+    gated = Trainer(TrainConfig.load(gated_cfg))
+    dense_state = dense.model.state_dict()
+    for key, value in gated.model.state_dict().items():
+        if "arbitrator" not in key:
+            assert torch.equal(value, dense_state[key]), key  # everything but the arbitrator is the warm start
+    assert (tmp_path / "gated" / "bpe.model").read_bytes() == (tmp_path / "dense" / "bpe.model").read_bytes()
+    batch = gated._collate(list(range(min(4, len(gated.train_set.utterances)))), False, np.random.default_rng(0))
+    _, before = gated._loss(*batch)
+    gated.train()
+    _, after = gated._loss(*batch)
+    assert {"rnnt", "ctc", "compute", "gates_on", "tau"} <= after.keys()
+    assert after["compute"] < before["compute"] - 0.05
+    assert after["tau"] < before["tau"]
+
+
+def test_warm_start_refuses_a_checkpoint_of_another_shape(tiny_corpus, tmp_path):
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "small", {}, max_steps=1))).train()
+    cfg = _config(tmp_path, tiny_corpus, "wide", {"ff_dim": 48, "arbitrator": "block"}, max_steps=1,
+                  init_from=str(tmp_path / "small" / "weights_last.pt"))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        Trainer(TrainConfig.load(cfg))
+
+
+def test_expected_compute_fraction_is_one_when_dense_and_counts_attention_per_key():
+    cfg = GatedTransformerConfig(**TINY, arbitrator="block", gate_init_bias=50.0)
+    model = GatedTransformer(cfg).eval()
+    model.encoder(torch.zeros(1, 8 * 10 + 3, 80))
+    fraction = model.encoder.expected_compute_fraction()[0]
+    # Gates all on: steady state (a full left context) costs exactly the dense denominator;
+    # the first frames have fewer keys, so they cost less.
+    assert torch.allclose(fraction[cfg.left_context:], torch.ones(1), atol=1e-5)
+    macs = part_macs(cfg)
+    missing_keys = cfg.left_context  # frame 0 sees 1 key instead of left_context + 1
+    expected0 = 1 - cfg.num_layers * missing_keys * macs["attention_per_key"] / macs["dense_per_frame"]
+    assert float(fraction[0]) == pytest.approx(expected0, rel=1e-5)
+
+
+def test_recipes_share_the_dense_shape_so_every_warm_start_loads():
+    recipes = Path(__file__).resolve().parents[2] / "export" / "recipes"
+    dense = TrainConfig.load(recipes / "dense_transformer.toml")
+    dense_shapes = {k: v.shape for k, v in GatedTransformer(dense.model).state_dict().items()}
+    for name in ("gated_feature", "gated_feature_lambda20", "gated_block", "sliding_window"):
+        cfg = TrainConfig.load(recipes / f"{name}.toml")
+        assert cfg.init_from == f"runs/dense_transformer/weights_step{dense.max_steps - cfg.max_steps}.pt"
+        shapes = {k: v.shape for k, v in GatedTransformer(cfg.model).state_dict().items()}
+        assert {k: v for k, v in shapes.items() if "arbitrator" not in k} == dense_shapes, name
