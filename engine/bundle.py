@@ -20,12 +20,13 @@ from framegate.engine.errors import BundleError
 from framegate.engine.features import SAMPLE_RATE, FbankConfig
 
 SUPPORTED_FORMAT_VERSION = 1
-SUPPORTED_MODEL_TYPES = ("lstm_transducer", "convrnnt", "gated_transformer")
+SUPPORTED_MODEL_TYPES = ("lstm_transducer", "convrnnt", "gated_transformer", "sts")
 # The graphs of each model type's encoder; every type adds decoder.onnx and joiner.onnx.
 ENCODER_FILES = {
     "lstm_transducer": ("encoder.onnx",),
     "convrnnt": ("frontend.onnx", "global_cnn.onnx", "encoder_rest.onnx"),
     "gated_transformer": ("frontend.onnx", "gated_weights.onnx", "encoder_dense.onnx"),
+    "sts": ("encoder.onnx",),
 }
 ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")  # the baseline's (sherpa-onnx runs these)
 
@@ -258,6 +259,8 @@ class Bundle:
             expected.insert(0, {"name": "local_cache", "shape": cache})
         if model_type == "gated_transformer":
             expected = _gated_states(_section(manifest, "encoder"), _section(manifest, "gating"))
+        if model_type == "sts":
+            expected = _sts_states(_section(manifest, "encoder"), enc)
         if manifest.get("states") != expected:
             raise BundleError(f"bundle.json: 'states' is {manifest.get('states')!r}, but the encoder "
                               f"section implies {expected}")
@@ -426,5 +429,41 @@ def _check_gated_encoder(sessions: dict[str, ort.InferenceSession], features: Fb
                               f"bundle.json records {record['shape']}")
 
 
+STS_CHANNELS = 2
+
+
+def _sts_states(section: dict, enc: EncoderSpec) -> list[dict]:
+    """Mixture-encoder LSTM state (batch 1) and recognition-encoder state (one row per channel)."""
+    lm, lr = section.get("mix_layers"), section.get("rec_layers")
+    return [{"name": "mix_h", "shape": [lm, 1, enc.d_model]}, {"name": "mix_c", "shape": [lm, 1, enc.rnn_hidden_size]},
+            {"name": "rec_h", "shape": [lr, STS_CHANNELS, enc.d_model]},
+            {"name": "rec_c", "shape": [lr, STS_CHANNELS, enc.rnn_hidden_size]}]
+
+
+def _check_sts_encoder(sessions: dict[str, ort.InferenceSession], features: FbankConfig, enc: EncoderSpec,
+                       manifest: dict) -> None:
+    """encoder.onnx: (x, mix_h, mix_c, rec_h, rec_c) -> (encoder_out with one row per channel, new states);
+    the "sts" section names two channels and the turn pieces."""
+    section = _section(manifest, "encoder")
+    for key in ("mix_layers", "rec_layers"):
+        value = section.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BundleError(f"bundle.json: 'encoder.{key}' must be a positive int, found {value!r}")
+    if section["mix_layers"] + section["rec_layers"] != enc.num_layers:
+        raise BundleError(f"bundle.json: encoder.num_layers {enc.num_layers} != mix_layers + rec_layers")
+    sts = _section(manifest, "sts")
+    if sts.get("channels") != STS_CHANNELS:
+        raise BundleError(f"bundle.json: sts.channels is {sts.get('channels')!r}; this engine decodes {STS_CHANNELS}")
+    for key in ("sot_piece", "eot_piece"):
+        if not isinstance(sts.get(key), str) or not sts[key]:
+            raise BundleError(f"bundle.json: 'sts.{key}' must name a token piece, found {sts.get(key)!r}")
+    states = [(s["name"], s["shape"]) for s in _sts_states(section, enc)]
+    _check_io("encoder.onnx", "input", sessions["encoder.onnx"].get_inputs(),
+              [("x", [None, None, features.num_bins]), *states])
+    _check_io("encoder.onnx", "output", sessions["encoder.onnx"].get_outputs(),
+              [("encoder_out", [None, None, enc.joiner_dim]), *[(f"new_{n}", shape) for n, shape in states]])
+    _check_metadata("encoder.onnx", sessions["encoder.onnx"], {"model_type": "sts", "channels": STS_CHANNELS})
+
+
 _ENCODER_CHECKS = {"lstm_transducer": _check_lstm_encoder, "convrnnt": _check_convrnnt_encoder,
-                   "gated_transformer": _check_gated_encoder}
+                   "gated_transformer": _check_gated_encoder, "sts": _check_sts_encoder}

@@ -34,6 +34,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def segment_record(segment) -> dict:
+    """A segment in `transcribe --json`: channel, start, end (seconds), text; for every bundle type.
+
+    Single-channel bundles list their endpointed utterances (when there are two or more) on
+    channel 0; two-channel ("sts") bundles always list their speaker turns, each on the output
+    channel that decoded it, opened at <sot> and closed at <eot>."""
+    return {"channel": segment.channel, "start": round(segment.start_s, 6), "end": round(segment.end_s, 6),
+            "text": segment.text}
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from framegate.engine.audio import read_audio_blocks
     from framegate.engine.recognizer import Recognizer
@@ -57,9 +67,9 @@ def _transcribe(args: argparse.Namespace) -> int:
             record = {"file": str(path), "text": result.text, "tokens": result.tokens,
                       "timestamps": result.timestamps, "duration_s": round(duration_s, 6),
                       "rtf": round(elapsed / duration_s, 6)}
-            if len(result.segments) > 1:
-                record["segments"] = [{"text": s.text, "start": round(s.start_s, 6), "end": round(s.end_s, 6)}
-                                      for s in result.segments]
+            turns = recognizer.bundle.model_type == "sts"  # two channels: segments are the speaker turns
+            if turns or len(result.segments) > 1:
+                record["segments"] = [segment_record(s) for s in result.segments]
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif len(args.files) > 1:
             print(f"{path}\t{result.text}", flush=True)
@@ -82,6 +92,10 @@ def _mic(args: argparse.Namespace) -> int:
         print("\n".join(list_input_devices()) or "no audio input devices found")
         return 0
     recognizer = Recognizer(args.model, num_threads=args.threads)
+    if recognizer.bundle.model_type == "sts":
+        raise FramegateError(f"bundle '{recognizer.bundle.path}' is a two-channel separator-transducer-segmenter; "
+                             "the live view shows one channel so far: use 'framegate transcribe --json' for its "
+                             "speaker turns")
     gated = recognizer.bundle.model_type == "gated_transformer"
     if gated and args.compute_threshold is not None:
         recognizer.compute_threshold = args.compute_threshold  # checked when the session's stream is made
@@ -108,10 +122,77 @@ def _corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_conversations(args: argparse.Namespace) -> int:
+    from framegate.export.conversations import write_conversations
+
+    for split, path in write_conversations(args.from_manifest, args.out, args.seed, args.count).items():
+        print(f"{split or 'conversations'}: {args.count} conversations -> {path}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from framegate.export.train import run
 
-    run(args.config)
+    if args.ewc_lambda is not None and args.finetune_on is None:
+        raise FramegateError("--ewc-lambda applies to fine-tuning: add --finetune-on COHORT_MANIFEST")
+    overrides = {}
+    if args.finetune_on is not None:
+        overrides = {"finetune_on": str(args.finetune_on), "ewc_lambda": args.ewc_lambda or 0.0}
+    run(args.config, **overrides)
+    return 0
+
+
+def _train_speaker(args: argparse.Namespace) -> int:
+    from framegate.export.train_speaker import run
+
+    print(run(args.config))
+    return 0
+
+
+def _fairness_cohorts(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.fairness_cohorts import run
+
+    try:
+        report = run(args.model, args.embedder, args.manifest, args.json, k=args.k, max_k=args.max_k,
+                     seed=args.seed, repeats=args.repeats, threads=args.threads)
+    except ValueError as e:  # too few speakers, a k that does not fit them
+        raise FramegateError(str(e)) from None
+    md, ctl = report["metadata_partition"], report["shuffled_control"]
+    print(f"{report['k']} cohorts over {report['n_speakers']} speakers; bottom cohort WER "
+          f"{100 * report['cohorts'][0]['wer']:.1f} % vs {100 * report['wer']:.1f} % overall: gap "
+          f"{100 * report['wer_gap']:.0f} % at {100 * report['bottom_share']:.0f} % of speakers; metadata "
+          f"({md['attribute']}) {100 * md['wer_gap']:.0f} % at {100 * md['bottom_share']:.0f} %; shuffled "
+          f"{100 * ctl['wer_gap']:.0f} % at {100 * ctl['bottom_share']:.0f} % -> {args.json}")
+    return 0
+
+
+def _fairness_ewc(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.fairness_ewc import run
+
+    if any(lam <= 0 for lam in args.lambdas):
+        raise FramegateError(f"--lambdas must be > 0 (plain fine-tuning, lambda 0, always runs), got {args.lambdas}")
+    try:
+        report = run(args.config, args.embedder, args.lambdas, args.work, args.json, worst=args.worst,
+                     min_speakers=args.min_speakers, k=args.k, seed=args.seed, threads=args.threads)
+    except ValueError as e:  # a recipe without init_from, too few dev voices for cohorts
+        raise FramegateError(str(e)) from None
+    for name, s in report["systems"].items():
+        worst = s.get("vs_none", {}).get("worst", {})
+        change = f", worst cohort {100 * worst['relative']:+.1f} % rel." if worst.get("relative") is not None else ""
+        print(f"{name}: overall WER {100 * s['overall']:.2f} %, max cohort {100 * s['max']:.2f} %{change}")
+    print(f"-> {args.json}")
+    return 0
+
+
+def _fairness_eer(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.speaker_eer import parse_named, run
+
+    report = run(parse_named(args.embedder), args.manifest, args.json, threads=args.threads)
+    for name, r in report["embedders"].items():
+        gap = ("no accent gap (fewer than two groups with both kinds of trial)" if r["accent_gap"] is None else
+               f"accent gap {100 * r['accent_gap']:.2f} points ({r['best_group']} best, {r['worst_group']} worst)")
+        print(f"{name}: EER {100 * r['eer']:.2f} % overall, {gap}")
+    print(f"-> {args.json}")
     return 0
 
 
@@ -213,6 +294,19 @@ def _bench_savings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_conversations(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.conversations import run
+
+    report = run(args.model, args.manifest, args.json, single=args.single, threads=args.threads, limit=args.limit,
+                 embedding=args.embedding)
+    for b in report["buckets"]:
+        base = ", ".join(f"{name} {100 * v['cpwer']:.1f} %" for name, v in b["baselines"].items())
+        print(f"overlap {b['overlap']}: cpWER {100 * b['cpwer']:.1f} % ({base}), turns "
+              f"{100 * b['turn_count_accuracy']:.0f} %, eot p90 {b['eot_delay_ms']['p90']} ms")
+    print(f"RTF {report['rtf']:.4f} -> {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="framegate", description="On-device streaming speech recognition.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -249,10 +343,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--workers", type=_positive_int, default=2)
     p.set_defaults(run=_corpus_build)
+    p = corpus_verbs.add_parser("conversations", help="two-party conversations simulated from a corpus manifest")
+    p.add_argument("--from", dest="from_manifest", type=Path, required=True, metavar="MANIFEST",
+                   help="a corpus split (e.g. data/corpus/test.jsonl); conversations stay inside each split")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--count", type=_positive_int, default=100, help="conversations per split")
+    p.set_defaults(run=_corpus_conversations)
 
     p = verbs.add_parser("train", help="train a model from a recipe")
     p.add_argument("--config", type=Path, required=True, metavar="FILE")
+    p.add_argument("--finetune-on", type=Path, default=None, metavar="COHORT_MANIFEST",
+                   help="fine-tune the recipe's init_from on this manifest only, then export work_dir/bundle")
+    p.add_argument("--ewc-lambda", type=float, default=None, metavar="L",
+                   help="with --finetune-on: elastic weight consolidation strength (default 0: plain fine-tuning)")
     p.set_defaults(run=_train)
+
+    p = verbs.add_parser("train-speaker", help="train the speaker-embedding network; writes work_dir/bundle")
+    p.add_argument("--config", type=Path, required=True, metavar="FILE")
+    p.set_defaults(run=_train_speaker)
+
+    p = verbs.add_parser("fairness", help="which voices the model serves worst: each writes JSON and a PNG")
+    fairness_verbs = p.add_subparsers(dest="fairness_verb", required=True, metavar="VERB")
+    p = fairness_verbs.add_parser("cohorts", help="k-means cohorts of speaker embeddings ranked by WER, "
+                                                  "against metadata and shuffled baselines")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
+                   help="recognition bundle (default: the bundle shipped with the engine)")
+    p.add_argument("--embedder", type=Path, default=None, metavar="EMB_BUNDLE",
+                   help="speaker-embedding bundle (default: the one shipped with the engine)")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL", help="a corpus split, e.g. test.jsonl")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.add_argument("--k", type=_positive_int, default=None, help="cohorts (default: best silhouette)")
+    p.add_argument("--max-k", type=_positive_int, default=10, help="largest k the silhouette rule tries")
+    p.add_argument("--repeats", type=_positive_int, default=100, help="shuffled-control clusterings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.set_defaults(run=_fairness_cohorts)
+    p = fairness_verbs.add_parser("ewc", help="the EWC protocol: dev cohorts, fine-tune for the worst, judge on test")
+    p.add_argument("--config", type=Path, required=True, metavar="RECIPE",
+                   help="a fine-tuning recipe (its init_from is the base model, corpus_dir the corpus)")
+    p.add_argument("--embedder", type=Path, default=None, metavar="EMB_BUNDLE")
+    p.add_argument("--lambdas", type=float, nargs="+", required=True, metavar="L", help="EWC strengths (> 0)")
+    p.add_argument("--work", type=Path, required=True, metavar="DIR", help="fine-tuning runs and bundles")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.add_argument("--worst", type=_positive_int, default=1, help="worst cohorts to fine-tune for")
+    p.add_argument("--min-speakers", type=_positive_int, default=3, help="fewest training voices to fine-tune on")
+    p.add_argument("--k", type=_positive_int, default=None, help="dev cohorts (default: best silhouette)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.set_defaults(run=_fairness_ewc)
+    p = fairness_verbs.add_parser("eer", help="speaker-verification EER overall and per accent group")
+    p.add_argument("--embedder", nargs="+", required=True, metavar="[NAME=]EMB_BUNDLE",
+                   help="one or more embedding bundles; the first is the reference the others are compared to")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL", help="held-out voices, e.g. test.jsonl")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.set_defaults(run=_fairness_eer)
 
     p = verbs.add_parser("export", help="export a checkpoint to a bundle (or a sherpa-onnx model directory)")
     p.add_argument("--checkpoint", type=Path, default=None, metavar="PATH")
@@ -327,6 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=2, help="timed runs per utterance; the fastest counts")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
     p.set_defaults(run=_bench_savings)
+    p = bench_verbs.add_parser("conversations", aliases=["multitalker"],
+                               help="two-speaker conversations: cpWER, turn counting, <sot>/<eot> delay, baselines")
+    p.add_argument("--model", type=Path, required=True, metavar="BUNDLE", help="a two-channel 'sts' bundle")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL",
+                   help="conversations from 'framegate corpus conversations' (e.g. its test.jsonl)")
+    p.add_argument("--single", type=Path, default=None, metavar="BUNDLE",
+                   help="the single-speaker bundle of the baselines (default: the shipped default bundle)")
+    p.add_argument("--embedding", type=Path, default=None, metavar="BUNDLE",
+                   help="speaker-embedding bundle for the cascade's clustering (default: fbank statistics)")
+    p.add_argument("--threads", type=_positive_int, default=1)
+    p.add_argument("--limit", type=_positive_int, default=None, help="only the first N conversations")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_conversations)
     return parser
 
 

@@ -173,8 +173,38 @@ class GatedTransformerRunner:
         return self.encode(features, self.initial_state())[0]
 
 
+@dataclass
+class StsState:
+    mix_h: np.ndarray  # (mix_layers, 1, d_model)
+    mix_c: np.ndarray  # (mix_layers, 1, rnn_hidden_size)
+    rec_h: np.ndarray  # (rec_layers, channels, d_model)
+    rec_c: np.ndarray  # (rec_layers, channels, rnn_hidden_size)
+
+
+class StsEncoderRunner:
+    """The separator-transducer-segmenter: encoder.onnx with explicit mixture and per-channel LSTM
+    states; `encode` returns (channels, frames, joiner_dim), one row of frames per output channel."""
+
+    channels = 2
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._session = bundle.sessions["encoder.onnx"]
+        self._shapes = [tuple(s["shape"]) for s in bundle.manifest["states"]]
+
+    def initial_state(self) -> StsState:
+        return StsState(*(np.zeros(shape, dtype=np.float32) for shape in self._shapes))
+
+    def encode(self, window: np.ndarray, state: StsState) -> tuple[np.ndarray, StsState]:
+        out, *new = self._session.run(None, {"x": window[np.newaxis], "mix_h": state.mix_h, "mix_c": state.mix_c,
+                                              "rec_h": state.rec_h, "rec_c": state.rec_c})
+        return out, StsState(*new)
+
+    def encode_utterance(self, features: np.ndarray) -> np.ndarray:
+        return self.encode(features, self.initial_state())[0]
+
+
 RUNNERS: dict[str, type] = {"lstm_transducer": LstmEncoderRunner, "convrnnt": ConvRnntEncoderRunner,
-                            "gated_transformer": GatedTransformerRunner}
+                            "gated_transformer": GatedTransformerRunner, "sts": StsEncoderRunner}
 
 
 def encoder_runner(bundle: Bundle) -> EncoderRunner:

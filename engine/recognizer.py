@@ -22,6 +22,13 @@ from framegate.engine.stream import Result, Stream
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
 
 
+def _channel_search(bundle: Bundle):
+    """Two-channel turn decoding for separator-transducer-segmenter bundles (engine/turns.py)."""
+    from framegate.engine.turns import ChannelSearch
+
+    return ChannelSearch(bundle)
+
+
 class Recognizer:
     """Streaming speech recognition with one bundle.
 
@@ -47,7 +54,7 @@ class Recognizer:
             bundle_path = DEFAULT_BUNDLE
         self.bundle = Bundle.load(bundle_path, num_threads=num_threads)
         self.endpoint = endpoint
-        self._search = GreedySearch(self.bundle)
+        self._search = GreedySearch(self.bundle) if self.bundle.model_type != "sts" else _channel_search(self.bundle)
         self._encoder = encoder_runner(self.bundle)
         self.compute_threshold = compute_threshold
         self.create_stream()  # refuses a bad compute_threshold now rather than at the first stream

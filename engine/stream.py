@@ -45,13 +45,19 @@ def tokens_to_text(pieces: list[str]) -> str:
 
 @dataclass
 class Segment:
-    """A closed utterance; times in seconds from the start of the stream."""
+    """A closed utterance; times in seconds from the start of the stream.
+
+    For a two-channel ("sts") bundle a segment is one speaker turn instead: `channel` is the
+    model's output channel, start/end the `<sot>`/`<eot>` emission times, and `is_open` marks
+    a turn still in progress (engine/turns.py). Single-channel bundles use channel 0."""
 
     text: str
     tokens: list[str]
     timestamps: list[float]
     start_s: float
     end_s: float
+    channel: int = 0
+    is_open: bool = False
 
 
 @dataclass
@@ -113,6 +119,8 @@ class Stream:
         self._encoder_frame_s = enc.subsampling * bundle.features.frame_shift_ms / 1000
         self._window_config = FeatureWindowConfig(window_frames=enc.window_frames, chunk_frames=enc.chunk_frames,
                                                   num_bins=bundle.features.num_bins, pad_value=enc.pad_value)
+        # two-channel bundles: turn segments from <sot>/<eot> (engine/turns.py); None otherwise
+        self._turns = search.new_turn_log() if hasattr(search, "new_turn_log") else None
         self.reset()
 
     def reset(self) -> None:
@@ -125,6 +133,8 @@ class Stream:
         self._input_finished = False
         self._samples_16k = 0
         self._segments: list[Segment] = []
+        if self._turns is not None:
+            self._turns.reset()
         self.is_endpoint = False  # set by Recognizer.decode: did its last call close an utterance?
         self.utterance = self._new_utterance(start_sample=0)
 
@@ -133,13 +143,16 @@ class Stream:
         if self._gated:
             encoder_state.threshold = self._compute_threshold
             encoder_state.telemetry = self._telemetry
-        return UtteranceState(
+        utterance = UtteranceState(
             start_sample=start_sample,
             fbank=StreamingFbank(self._bundle.features),
             window=FeatureWindow(self._window_config),
             encoder_state=encoder_state,
             search=self._search.initial_state(),
         )
+        if self._turns is not None:
+            self._turns.resume(utterance.search)
+        return utterance
 
     # -- compute dial (gated bundles) --------------------------------------------------------
     def set_compute_threshold(self, threshold: float) -> None:
@@ -232,9 +245,12 @@ class Stream:
     def close_utterance(self) -> None:
         """End the current utterance at the last decoded chunk and start the next one there."""
         utt = self.utterance
-        segment = self._segment(utt, end_sample=utt.start_sample + self._cut_sample())
-        if segment.tokens:
-            self._segments.append(segment)
+        if self._turns is not None:
+            self._segments += self._turns.close(utt.search, utt.start_sample / TARGET_RATE, self._encoder_frame_s)
+        else:
+            segment = self._segment(utt, end_sample=utt.start_sample + self._cut_sample())
+            if segment.tokens:
+                self._segments.append(segment)
         cut = min(self._cut_sample(), utt.samples_offset + len(utt.samples))
         remaining = utt.samples[cut - utt.samples_offset:]
         self.utterance = nxt = self._new_utterance(start_sample=utt.start_sample + cut)
@@ -276,6 +292,8 @@ class Stream:
 
     @property
     def result(self) -> Result:
+        if self._turns is not None:
+            return self._turn_result()
         current = self._segment(self.utterance, end_sample=self._samples_16k)
         final = self.is_final
         segments = self._segments + ([current] if final and current.tokens else [])
@@ -287,6 +305,18 @@ class Stream:
             segments=list(segments),
             is_final=final,
         )
+
+
+    def _turn_result(self) -> Result:
+        """Two-channel bundles: every turn so far (open ones partial), words of all turns in time order."""
+        from framegate.engine.turns import merge_in_time, ordered
+
+        utt, final = self.utterance, self.is_final
+        current = self._turns.segments(utt.search, utt.start_sample / TARGET_RATE, self._encoder_frame_s,
+                                       self._samples_16k / TARGET_RATE, final=final)
+        segments = ordered(self._segments + current)
+        text, tokens, timestamps = merge_in_time(segments)
+        return Result(text=text, tokens=tokens, timestamps=timestamps, segments=segments, is_final=final)
 
 
 def _checked_threshold(threshold: float) -> float:

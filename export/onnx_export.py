@@ -121,6 +121,10 @@ def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     tokens = Path(tokens) if tokens is not None else checkpoint.parent / "tokens.txt"
     model = load_model(checkpoint)
+    if type(model).__name__ == "SeparatorTransducerSegmenter":  # two channels, turn tokens (issue 8)
+        from framegate.export.sts_export import export_sts_bundle
+
+        return export_sts_bundle(model, out_dir, tokens, model_card)
     if type(model).__name__ == "GatedTransformer":  # its own graphs, C++ weights and bundle.json
         from framegate.export.gated_transformer_export import export_gated_bundle
 

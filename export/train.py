@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import jiwer
@@ -55,6 +55,10 @@ class TrainConfig:
     seed: int = 1
     feature_workers: int = 2
     init_from: str = ""                   # warm start: a weights checkpoint (its bpe.model beside it)
+    finetune_on: str = ""                 # fine-tune init_from on this manifest instead of train.jsonl
+    ewc_lambda: float = 0.0               # with finetune_on: EWC strength (export/ewc.py); 0 = plain
+    fisher_utterances: int = 500          # original training utterances the EWC Fisher is estimated on
+    conversations: dict = field(default_factory=dict)  # model_type "sts": export/sts_train.py ConversationTraining
 
     def validate(self) -> None:
         if not (Path(self.corpus_dir) / "train.jsonl").exists():
@@ -62,6 +66,13 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
+        if self.finetune_on:
+            from framegate.export.corpus.manifest import speech_rows
+
+            if not self.init_from or self.ewc_lambda < 0 or self.fisher_utterances < 1:
+                raise ValueError("TrainConfig.finetune_on needs init_from (the model to fine-tune), "
+                                 "ewc_lambda >= 0 and fisher_utterances >= 1")
+            speech_rows(self.finetune_on)  # a bad line is a ManifestError naming it
         self.model.validate()
 
     @staticmethod
@@ -100,6 +111,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         cfg.validate()
         self.cfg = cfg
+        self.ewc = None  # the EWC penalty when fine-tuning (below, once the Fisher is known)
         self.work = Path(cfg.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -118,6 +130,11 @@ class Trainer:
                 self._warm_start(Path(cfg.init_from))
             else:
                 self._init_normalization()
+        if cfg.finetune_on and cfg.ewc_lambda > 0:
+            from framegate.export.ewc import for_finetuning
+
+            self.ewc = for_finetuning(Path(cfg.corpus_dir), Path(cfg.init_from), self.work, cfg.ewc_lambda,
+                                      cfg.fisher_utterances, cfg.seed, self.model, self.sp.encode, self._loss)
 
     @property
     def is_main(self) -> bool:
@@ -137,8 +154,9 @@ class Trainer:
                 texts = [r["text"] for r in read_manifest(corpus / "train.jsonl") if r["text"]]
                 train_bpe(texts, bpe_path, self.cfg.model.vocab_size)
             write_tokens_txt(load_bpe(bpe_path), self.work / "tokens.txt")
-            for split in ("train", "dev"):
-                FeatureCache.build(corpus / f"{split}.jsonl", self.work / "features" / split, self.cfg.feature_workers)
+            sources = {"train": Path(self.cfg.finetune_on or corpus / "train.jsonl"), "dev": corpus / "dev.jsonl"}
+            for split, manifest in sources.items():
+                FeatureCache.build(manifest, self.work / "features" / split, self.cfg.feature_workers)
         self._barrier()
         self.sp = load_bpe(bpe_path)
         self.train_set = FeatureCache(self.work / "features" / "train")
@@ -234,6 +252,10 @@ class Trainer:
                               zero_infinity=True) / len(lengths)
         loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
         parts = dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
+        if self.ewc is not None:  # fine-tuning with EWC
+            penalty = self.ewc.penalty(m)
+            loss = loss + penalty
+            parts["ewc"] = float(penalty)
         if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
             aux, aux_parts = m.auxiliary_loss(enc_len)
             loss = loss + aux
@@ -277,10 +299,10 @@ class Trainer:
             bar = tqdm(batches[self.batch_in_epoch:], initial=self.batch_in_epoch, total=len(batches),
                        desc=f"epoch {self.epoch}", disable=not self.is_main, mininterval=5)
             for idx in bar:
-                x, lengths, y, tlen = self._collate(idx, self.step >= cfg.spec_augment_after, rng)
+                batch = self._collate(idx, self.step >= cfg.spec_augment_after, rng)
                 for g in self.opt.param_groups:
                     g["lr"] = _lr(self.step + 1, cfg)
-                loss, parts = self._loss(x, lengths, y, tlen)
+                loss, parts = self._loss(*batch)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.world > 1:
@@ -331,8 +353,22 @@ class Trainer:
         if self.is_main:
             self.save_weights(self.work / "weights_last.pt")
             log.close()
+            if self.cfg.finetune_on:  # a fine-tuned model is exported right away
+                from framegate.export.onnx_export import export_bundle
+
+                export_bundle(self.work / "weights_last.pt", self.work / "bundle",
+                              model_card={"finetuned_from": self.cfg.init_from, "finetune_on": self.cfg.finetune_on,
+                                          "ewc_lambda": self.cfg.ewc_lambda, "step": self.step})
         self._barrier()
 
 
-def run(config_path: Path) -> None:
-    Trainer(TrainConfig.load(config_path)).train()
+def run(config_path: Path, **overrides) -> None:
+    """Train the recipe at `config_path`; `overrides` replace its settings (the CLI's fine-tuning flags)."""
+    cfg = TrainConfig.load(config_path)
+    cfg = replace(cfg, **overrides) if overrides else cfg
+    if cfg.model_type == "sts":  # conversations simulated on the fly: its own data path and loss
+        from framegate.export.sts_train import StsTrainer
+
+        StsTrainer(cfg).train()
+        return
+    Trainer(cfg).train()

@@ -121,3 +121,76 @@ def tiny_gated(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
     work = tmp_path_factory.mktemp("tiny_gated")
     tokens = tiny_checkpoint.parent / "tokens.txt"
     return {arb: make_tiny_gated(arb, work, tokens) for arb in ("feature", "block", "none")}
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights-only checkpoint of a tiny random speaker-embedding network, as train-speaker writes it.
+
+    BatchNorm running statistics are randomized so the exported graph's folded normalization
+    is exercised, not an identity."""
+    import torch
+
+    from framegate.export.models.speaker_embedding import SpeakerEmbedding, SpeakerEmbeddingConfig
+
+    torch.manual_seed(4321)
+    cfg = SpeakerEmbeddingConfig(channels=16, pooled_channels=24, embedding_dim=8)
+    model = SpeakerEmbedding(cfg)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("tiny_embedder") / "weights.pt"
+    torch.save({"model": model.state_dict(), "model_config": cfg.to_dict(), "model_type": "speaker_embedding"}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_embedder_checkpoint: Path) -> Path:
+    """The tiny speaker-embedding network exported once as an embedding bundle."""
+    from framegate.export.speaker_export import export_embedding_bundle
+
+    return export_embedding_bundle(tiny_embedder_checkpoint, tiny_embedder_checkpoint.parent / "bundle",
+                                   model_card={"purpose": "tests", "weights": "random"})
+
+
+def make_tiny_sts(work: Path, tokens: Path, seed: int = 9) -> tuple[Path, Path]:
+    """A tiny random separator-transducer-segmenter (checkpoint, bundle): the tiny vocabulary plus
+    <sot>, <eot>, scaled as the LSTM fixture, with the turn tokens' logits raised so the random
+    model opens and closes turns as well as emitting words."""
+    import torch
+    from dataclasses import asdict
+
+    from framegate.export.models.sts import SeparatorTransducerSegmenter, StsConfig
+    from framegate.export.onnx_export import export_bundle
+    from framegate.export.turn_tokens import extend_tokens_txt
+
+    torch.manual_seed(seed)
+    cfg = StsConfig(vocab_size=TINY_VOCAB + 2, conv_channels=4, d_model=16, rnn_hidden_size=24, mix_layers=1,
+                    rec_layers=1, joiner_dim=16, decoder_dim=16, context_size=2, dropout=0.0, chunk_frames=8)
+    model = SeparatorTransducerSegmenter(cfg)
+    with torch.no_grad():
+        model.encoder.feature_mean.fill_(-11.0)
+        model.encoder.feature_inv_std.fill_(1 / 7.0)
+        for lstm in (model.encoder.mix_lstm, model.encoder.rec_lstm):
+            for name, param in lstm.named_parameters():
+                if name.startswith("weight"):
+                    param.mul_(3.0)
+                model.encoder.out.weight.mul_(8.0)
+        model.joiner.out.weight.mul_(3.0)
+        model.joiner.out.bias[0] += 2.0
+        model.joiner.out.bias[cfg.sot_id] += 1.0
+        model.joiner.out.bias[cfg.eot_id] += 2.5
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / "sts.pt"
+    torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "sts"}, checkpoint)
+    extend_tokens_txt(tokens, work / "tokens.txt")
+    bundle = export_bundle(checkpoint, work / "bundle_sts", model_card={"purpose": "tests", "weights": "random"})
+    return checkpoint, bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_sts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Tiny random two-channel STS (checkpoint, bundle) sharing the tiny LSTM's pieces (+ <sot>, <eot>)."""
+    return make_tiny_sts(tmp_path_factory.mktemp("tiny_sts"), tiny_checkpoint.parent / "tokens.txt")

@@ -8,11 +8,13 @@ from __future__ import annotations
 from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
 from framegate.export.models.gated_transformer import GatedTransformer, GatedTransformerConfig
 from framegate.export.models.lstm_transducer import LstmTransducer, LstmTransducerConfig
+from framegate.export.models.sts import SeparatorTransducerSegmenter, StsConfig
 
 MODEL_TYPES: dict[str, tuple[type, type]] = {
     "lstm_transducer": (LstmTransducer, LstmTransducerConfig),
     "convrnnt": (ConvRnnt, ConvRnntConfig),
     "gated_transformer": (GatedTransformer, GatedTransformerConfig),
+    "sts": (SeparatorTransducerSegmenter, StsConfig),
 }
 
 
