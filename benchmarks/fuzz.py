@@ -21,9 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CPP_DIR = REPO / "cpp"
-REGRESSIONS = CPP_DIR / "fuzz" / "regressions"
+REGRESSIONS = Path("cpp") / "fuzz" / "regressions"  # relative to a source checkout
 FUZZERS = ("feature_window_fuzz",)
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
@@ -51,23 +49,30 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
 
 
-def build_fuzzers(build_dir: Path, cmake: str = "cmake", jobs: int = 2) -> dict[str, Path]:
+def checkout(repo: Path) -> Path:
+    """The source checkout the fuzzers build from (they need cpp/, which installs do not carry)."""
+    if not (repo / REGRESSIONS).is_dir():
+        raise RuntimeError(f"{repo} is not a framegate source checkout (no {REGRESSIONS}): pass --repo")
+    return repo
+
+
+def build_fuzzers(build_dir: Path, repo: Path, cmake: str = "cmake", jobs: int = 2) -> dict[str, Path]:
     """Configure cpp/ with FRAMEGATE_FUZZ=ON under clang and build the harnesses; name -> binary."""
     clang = shutil.which("clang++")
     if clang is None:
         raise RuntimeError("clang++ not found: install Debian's clang and libclang-rt-14-dev (setup.sh does)")
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     env = dict(os.environ)
-    _run([cmake, "-S", str(CPP_DIR), "-B", str(build_dir), *generator, f"-DCMAKE_CXX_COMPILER={clang}",
+    _run([cmake, "-S", str(checkout(repo) / "cpp"), "-B", str(build_dir), *generator, f"-DCMAKE_CXX_COMPILER={clang}",
           "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DFRAMEGATE_FUZZ=ON", "-DFRAMEGATE_WERROR=ON",
           "-DFRAMEGATE_BUILD_PYTHON=OFF"], env)
     _run([cmake, "--build", str(build_dir), "--parallel", str(jobs), "--target", *FUZZERS], env)
     return {name: build_dir / name for name in FUZZERS}
 
 
-def run_fuzzer(binary: Path, *, seconds: int | None = None, runs: int | None = None,
+def run_fuzzer(binary: Path, *, regressions: Path, seconds: int | None = None, runs: int | None = None,
                workdir: Path, malloc_limit_mb: int = 512) -> FuzzRun:
-    """Run one harness on a fresh corpus in `workdir`, replaying cpp/fuzz/regressions first.
+    """Run one harness on a fresh corpus in `workdir`, replaying `regressions` first.
 
     Bounded by `seconds` (-max_total_time) and/or `runs` (-runs); a crash leaves its input as
     `workdir/crash-*` and a non-zero return code.
@@ -81,7 +86,7 @@ def run_fuzzer(binary: Path, *, seconds: int | None = None, runs: int | None = N
     limits = ([f"-max_total_time={seconds}"] if seconds else []) + ([f"-runs={runs}"] if runs else [])
     cmd = [str(binary), *limits, "-print_final_stats=1", "-rss_limit_mb=0",
            f"-malloc_limit_mb={malloc_limit_mb}",
-           f"-artifact_prefix={workdir}/", str(corpus), str(REGRESSIONS)]
+           f"-artifact_prefix={workdir}/", str(corpus), str(regressions)]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env=dict(os.environ, ASAN_OPTIONS="abort_on_error=1:quarantine_size_mb=64",
@@ -96,7 +101,7 @@ def run_fuzzer(binary: Path, *, seconds: int | None = None, runs: int | None = N
     return FuzzRun(binary.name, proc.returncode, elapsed, stats, progress, "\n".join(proc.stderr.splitlines()[-40:]))
 
 
-def run(minutes: float, json_path: Path, build_dir: Path) -> dict:
+def run(minutes: float, json_path: Path, build_dir: Path, repo: Path) -> dict:
     """Build, fuzz every harness for `minutes` each, write the report and its PNG."""
     import matplotlib
 
@@ -105,12 +110,13 @@ def run(minutes: float, json_path: Path, build_dir: Path) -> dict:
 
     from framegate.benchmarks.report import machine_info, write_report
 
-    binaries = build_fuzzers(build_dir)
+    binaries = build_fuzzers(build_dir, repo)
     runs = {}
     fig, ax = plt.subplots(figsize=(7, 4))
     with tempfile.TemporaryDirectory(prefix="framegate-fuzz-") as tmp:
         for name, binary in binaries.items():
-            result = run_fuzzer(binary, seconds=max(1, round(60 * minutes)), workdir=Path(tmp) / name)
+            result = run_fuzzer(binary, regressions=repo / REGRESSIONS, seconds=max(1, round(60 * minutes)),
+                                workdir=Path(tmp) / name)
             crashes = sorted(p.name for p in (Path(tmp) / name).glob("crash-*"))
             runs[name] = {"returncode": result.returncode, "seconds": round(result.seconds, 3),
                           "executions": result.executions, "stats": result.stats,
@@ -132,9 +138,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="per harness")
     parser.add_argument("--json", type=Path, required=True, metavar="PATH")
-    parser.add_argument("--build-dir", type=Path, default=REPO / "build" / "fuzz")
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the source checkout (default: here)")
+    parser.add_argument("--build-dir", type=Path, default=None, help="default: REPO/build/fuzz")
     args = parser.parse_args()
-    report = run(args.minutes, args.json, args.build_dir)
+    repo = checkout(args.repo.resolve())
+    report = run(args.minutes, args.json, args.build_dir or repo / "build" / "fuzz", repo)
     for name, r in report["fuzzers"].items():
         print(f"{name}: {r['executions']} executions in {r['seconds']:.0f} s, "
               f"{'clean' if r['returncode'] == 0 else 'CRASH ' + ', '.join(r['crashes'])}")

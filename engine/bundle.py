@@ -111,8 +111,37 @@ def _read_tokens(path: Path) -> list[str]:
     return tokens
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _manifest_object(directory: Path, kind: str = "bundle") -> dict:
+    """`directory`/bundle.json as a dict; missing, not JSON or not an object is a BundleError.
+
+    `kind` names the directory in the message ("bundle", "embedding bundle")."""
+    file = directory / "bundle.json"
+    if not file.is_file():
+        raise BundleError(f"{kind} '{directory}': bundle.json is missing")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"bundle.json is not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError("bundle.json must hold a JSON object")
+    return manifest
+
+
+def _verified_file(directory: Path, name: str, record: object, kind: str = "bundle") -> bytes:
+    """The bytes of `directory`/`name` once they match bundle.json's `files.name` record (size, SHA-256)."""
+    if not isinstance(record, dict) or not {"sha256", "bytes"} <= record.keys():
+        raise BundleError(f"bundle.json: files.{name} needs 'sha256' and 'bytes'")
+    file_path = directory / name
+    if not file_path.is_file():
+        raise BundleError(f"{kind} '{directory}': {name} is missing")
+    data = file_path.read_bytes()
+    if len(data) != record["bytes"]:
+        raise BundleError(f"{name}: {len(data)} bytes, bundle.json records {record['bytes']} "
+                          f"(truncated or replaced)")
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise BundleError(f"{name}: checksum mismatch (SHA-256 differs from bundle.json); "
+                          f"the file is corrupt or was edited")
+    return data
 
 
 def _session(name: str, data: bytes, num_threads: int) -> ort.InferenceSession:
@@ -211,15 +240,7 @@ class Bundle:
 
     @staticmethod
     def _read_manifest(path: Path) -> dict:
-        manifest_path = path / "bundle.json"
-        if not manifest_path.is_file():
-            raise BundleError(f"bundle '{path}': bundle.json is missing")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BundleError(f"bundle.json is not valid JSON ({e})") from None
-        if not isinstance(manifest, dict):
-            raise BundleError("bundle.json must hold a JSON object")
+        manifest = _manifest_object(path)
         version = manifest.get("format_version")
         if version is None:
             raise BundleError(f"bundle.json has no format_version; this engine supports version "
@@ -272,22 +293,7 @@ class Bundle:
         for name in (*onnx_files(model_type), "tokens.txt"):
             if name not in records:
                 raise BundleError(f"bundle.json: 'files' does not list {name}")
-        contents = {}
-        for name, record in records.items():
-            if not isinstance(record, dict) or not {"sha256", "bytes"} <= record.keys():
-                raise BundleError(f"bundle.json: files.{name} needs 'sha256' and 'bytes'")
-            file_path = path / name
-            if not file_path.is_file():
-                raise BundleError(f"bundle '{path}': {name} is missing")
-            data = file_path.read_bytes()
-            if len(data) != record["bytes"]:
-                raise BundleError(f"{name}: {len(data)} bytes, bundle.json records {record['bytes']} "
-                                  f"(truncated or replaced)")
-            if _sha256(data) != record["sha256"]:
-                raise BundleError(f"{name}: checksum mismatch (SHA-256 differs from bundle.json); "
-                                  f"the file is corrupt or was edited")
-            contents[name] = data
-        return contents
+        return {name: _verified_file(path, name, record) for name, record in records.items()}
 
     @staticmethod
     def _check_graphs(sessions: dict[str, ort.InferenceSession], features: FbankConfig,

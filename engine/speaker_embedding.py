@@ -10,15 +10,14 @@ normalized mean of its utterances' (`speaker_embedding`).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from framegate.engine.audio import canonical_16k, read_audio
-from framegate.engine.bundle import (SUPPORTED_FORMAT_VERSION, Bundle, _check_io, _check_metadata, _section,
-                                     _session, _sha256)
+from framegate.engine.bundle import (SUPPORTED_FORMAT_VERSION, Bundle, _check_io, _check_metadata,
+                                     _manifest_object, _section, _session, _verified_file)
 from framegate.engine.errors import AudioInputError, BundleError
 from framegate.engine.features import SAMPLE_RATE, FbankConfig, compute_fbank
 
@@ -65,15 +64,7 @@ class SpeakerEmbedder:
 
     @staticmethod
     def _read_manifest(path: Path) -> dict:
-        file = path / "bundle.json"
-        if not file.is_file():
-            raise BundleError(f"embedding bundle '{path}': bundle.json is missing")
-        try:
-            manifest = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BundleError(f"bundle.json is not valid JSON ({e})") from None
-        if not isinstance(manifest, dict):
-            raise BundleError("bundle.json must hold a JSON object")
+        manifest = _manifest_object(path, "embedding bundle")
         if manifest.get("format_version") != SUPPORTED_FORMAT_VERSION:
             raise BundleError(f"bundle.json has format_version {manifest.get('format_version')!r}; this engine "
                               f"supports version {SUPPORTED_FORMAT_VERSION}")
@@ -87,19 +78,7 @@ class SpeakerEmbedder:
 
     @staticmethod
     def _verified_graph(path: Path, manifest: dict) -> bytes:
-        record = _section(manifest, "files").get(GRAPH)
-        if not isinstance(record, dict) or not {"sha256", "bytes"} <= record.keys():
-            raise BundleError(f"bundle.json: files.{GRAPH} needs 'sha256' and 'bytes'")
-        if not (path / GRAPH).is_file():
-            raise BundleError(f"embedding bundle '{path}': {GRAPH} is missing")
-        data = (path / GRAPH).read_bytes()
-        if len(data) != record["bytes"]:
-            raise BundleError(f"{GRAPH}: {len(data)} bytes, bundle.json records {record['bytes']} "
-                              f"(truncated or replaced)")
-        if _sha256(data) != record["sha256"]:
-            raise BundleError(f"{GRAPH}: checksum mismatch (SHA-256 differs from bundle.json); the file is "
-                              f"corrupt or was edited")
-        return data
+        return _verified_file(path, GRAPH, _section(manifest, "files").get(GRAPH), "embedding bundle")
 
     def embed_features(self, frames: np.ndarray) -> np.ndarray:
         """The raw (not normalized) embedding of fbank frames (T, num_bins), T >= 1."""

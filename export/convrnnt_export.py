@@ -13,25 +13,19 @@ decoder.onnx, joiner.onnx and tokens.txt are the baseline's.
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnx.helper
-import onnx.numpy_helper
 import torch
 import torch.nn as nn
 
-from framegate.engine.features import SAMPLE_RATE, FbankConfig
+from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_tokens, export_graph,
+                                            export_prediction_graphs, finish_graph, model_features,
+                                            write_manifest, write_weights_graph)
 from framegate.export.compute_cost import encoder_macs_per_second, parameter_count
 from framegate.export.exportable_lstm import ProjectedLstm
 from framegate.export.models.convrnnt import ConvRnnt, ConvRnntEncoder, GlobalCnn
 from framegate.export.models.lstm_transducer import SUBSAMPLING
-from framegate.export.onnx_export import (FORMAT_VERSION, OPSET, _check_tokens, _DecoderGraph, _export,
-                                          _file_record, _finish_graph, silence_log_mel)
-from framegate.export.tokenizer import BLANK_ID
 from framegate.kernels.global_cnn_state import TENSOR_KEYS, GlobalCnnConfig, tensor_name, tensor_shapes
 
 MODEL_TYPE = "convrnnt"
@@ -83,110 +77,73 @@ def global_cnn_tensors(global_cnn: GlobalCnn) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _write_weights_graph(tensors: dict[str, np.ndarray], path: Path) -> None:
-    initializers = [onnx.numpy_helper.from_array(a, name) for name, a in tensors.items()]
-    outputs = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, list(a.shape))
-               for name, a in tensors.items()]
-    graph = onnx.helper.make_graph([], "global_cnn_weights", [], outputs, initializer=initializers)
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
 @torch.no_grad()
 def export_convrnnt_bundle(model: ConvRnnt, out_dir: Path, tokens: Path, model_card: dict | None = None) -> Path:
     """Write the bundle of an eval-mode ConvRnnt into `out_dir` and return `out_dir`."""
     cfg = model.cfg
-    _check_tokens(tokens, cfg.vocab_size)
-    features = FbankConfig()
-    if cfg.num_bins != features.num_bins:
-        raise ValueError(f"model expects {cfg.num_bins} bins, features give {features.num_bins}")
+    check_tokens(tokens, cfg.vocab_size)
+    features = model_features(cfg.num_bins)
     out_dir.mkdir(parents=True, exist_ok=True)
     enc = model.encoder
     local_cache_shape = [cfg.local_layers, 1, cfg.local_kernel - 1, cfg.local_channels]
 
     x = torch.zeros(1, cfg.window_frames, cfg.num_bins)
     cache = torch.zeros(*local_cache_shape)
-    _export(FrontendGraph(enc).eval(), (x, cache), out_dir / "frontend.onnx", ["x", "local_cache"],
-            ["local", "global_in", "new_local_cache"],
-            {"x": {0: "N", 1: "T"}, "local_cache": {1: "N"}, "local": {0: "N", 1: "T_out"},
-             "global_in": {0: "N", 1: "T_out"}, "new_local_cache": {1: "N"}})
-    _finish_graph(out_dir / "frontend.onnx", {"model_type": MODEL_TYPE},
-                  {"local": ["N", "T_out", cfg.local_channels], "global_in": ["N", "T_out", cfg.global_channels],
-                   "new_local_cache": [cfg.local_layers, "N", cfg.local_kernel - 1, cfg.local_channels]})
+    export_graph(FrontendGraph(enc).eval(), (x, cache), out_dir / "frontend.onnx", ["x", "local_cache"],
+                 ["local", "global_in", "new_local_cache"],
+                 {"x": {0: "N", 1: "T"}, "local_cache": {1: "N"}, "local": {0: "N", 1: "T_out"},
+                  "global_in": {0: "N", 1: "T_out"}, "new_local_cache": {1: "N"}})
+    finish_graph(out_dir / "frontend.onnx", {"model_type": MODEL_TYPE},
+                 {"local": ["N", "T_out", cfg.local_channels], "global_in": ["N", "T_out", cfg.global_channels],
+                  "new_local_cache": [cfg.local_layers, "N", cfg.local_kernel - 1, cfg.local_channels]})
 
     t_out = cfg.chunk_frames // SUBSAMPLING
     h = torch.zeros(cfg.num_layers, 1, cfg.d_model)
     c = torch.zeros(cfg.num_layers, 1, cfg.rnn_hidden_size)
-    _export(EncoderRestGraph(enc).eval(),
-            (torch.zeros(1, t_out, cfg.local_channels), torch.zeros(1, t_out, cfg.global_channels), h, c),
-            out_dir / "encoder_rest.onnx", ["local", "global_out", "h", "c"], ["encoder_out", "new_h", "new_c"],
-            {"local": {0: "N", 1: "T"}, "global_out": {0: "N", 1: "T"}, "h": {1: "N"}, "c": {1: "N"},
-             "encoder_out": {0: "N", 1: "T"}, "new_h": {1: "N"}, "new_c": {1: "N"}})
-    _finish_graph(out_dir / "encoder_rest.onnx", {"model_type": MODEL_TYPE},
-                  {"encoder_out": ["N", "T", cfg.joiner_dim], "new_h": [cfg.num_layers, "N", cfg.d_model],
-                   "new_c": [cfg.num_layers, "N", cfg.rnn_hidden_size]})
+    export_graph(EncoderRestGraph(enc).eval(),
+                 (torch.zeros(1, t_out, cfg.local_channels), torch.zeros(1, t_out, cfg.global_channels), h, c),
+                 out_dir / "encoder_rest.onnx", ["local", "global_out", "h", "c"], ["encoder_out", "new_h", "new_c"],
+                 {"local": {0: "N", 1: "T"}, "global_out": {0: "N", 1: "T"}, "h": {1: "N"}, "c": {1: "N"},
+                  "encoder_out": {0: "N", 1: "T"}, "new_h": {1: "N"}, "new_c": {1: "N"}})
+    finish_graph(out_dir / "encoder_rest.onnx", {"model_type": MODEL_TYPE},
+                 {"encoder_out": ["N", "T", cfg.joiner_dim], "new_h": [cfg.num_layers, "N", cfg.d_model],
+                  "new_c": [cfg.num_layers, "N", cfg.rnn_hidden_size]})
 
     gcfg = global_cnn_config(model)
     tensors = global_cnn_tensors(enc.global_cnn)
-    _write_weights_graph(tensors, out_dir / "global_cnn.onnx")
+    write_weights_graph(tensors, out_dir / "global_cnn.onnx")
 
-    y = torch.full((1, cfg.context_size), -1, dtype=torch.int64)
-    _export(_DecoderGraph(model).eval(), (y,), out_dir / "decoder.onnx", ["y"], ["decoder_out"],
-            {"y": {0: "N"}, "decoder_out": {0: "N"}})
-    _finish_graph(out_dir / "decoder.onnx", {"vocab_size": cfg.vocab_size, "context_size": cfg.context_size},
-                  {"decoder_out": ["N", cfg.joiner_dim]})
-    enc_out = torch.zeros(1, cfg.joiner_dim)
-    _export(model.joiner.eval(), (enc_out, enc_out), out_dir / "joiner.onnx", ["encoder_out", "decoder_out"],
-            ["logits"], {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logits": {0: "N"}})
-    _finish_graph(out_dir / "joiner.onnx", {}, {"logits": ["N", cfg.vocab_size]})
-
-    if tokens.resolve() != (out_dir / "tokens.txt").resolve():
-        shutil.copyfile(tokens, out_dir / "tokens.txt")
+    export_prediction_graphs(model, out_dir)
+    copy_tokens(tokens, out_dir)
 
     shapes = tensor_shapes(gcfg)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "model_type": MODEL_TYPE,
-        "sample_rate": SAMPLE_RATE,
-        "features": features.to_dict(),
-        "encoder": {
-            "window_frames": cfg.window_frames,
-            "chunk_frames": cfg.chunk_frames,
-            "lookahead_frames": cfg.window_frames - cfg.chunk_frames,
-            "subsampling": SUBSAMPLING,
-            "pad_value": silence_log_mel(features),
-            "num_layers": cfg.num_layers,
-            "d_model": cfg.d_model,
-            "rnn_hidden_size": cfg.rnn_hidden_size,
-            "joiner_dim": cfg.joiner_dim,
-            "local_channels": cfg.local_channels,
-            "local_layers": cfg.local_layers,
-            "local_cache_frames": cfg.local_kernel - 1,
-            "global_channels": cfg.global_channels,
-        },
-        "global_cnn": {
-            "file": "global_cnn.onnx",
-            "channels": gcfg.channels,
-            "hidden": gcfg.hidden,
-            "se_hidden": gcfg.se_hidden,
-            "num_blocks": gcfg.num_blocks,
-            "squeeze": gcfg.squeeze,
-            "ema_decay": gcfg.ema_decay,
-            "tensors": [{"name": tensor_name(b, key), "shape": list(shapes[key]), "dtype": "float32",
-                         "layout": "row-major"}
-                        for b in range(gcfg.num_blocks) for key in TENSOR_KEYS],
-        },
-        "decoder": {"context_size": cfg.context_size, "vocab_size": cfg.vocab_size, "blank_id": BLANK_ID},
-        "states": [
-            {"name": "local_cache", "shape": local_cache_shape},
-            {"name": "h", "shape": [cfg.num_layers, 1, cfg.d_model]},
-            {"name": "c", "shape": [cfg.num_layers, 1, cfg.rnn_hidden_size]},
-        ],
-        "compute": {"parameters": parameter_count(model),
-                    "macs_per_second": encoder_macs_per_second(model, cfg.num_bins)},
-        "files": {name: _file_record(out_dir / name) for name in (*ONNX_FILES, "tokens.txt")},
-        "model_card": dict(model_card or {}),
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = base_manifest(MODEL_TYPE, cfg, features, encoder={
+        "num_layers": cfg.num_layers,
+        "d_model": cfg.d_model,
+        "rnn_hidden_size": cfg.rnn_hidden_size,
+        "joiner_dim": cfg.joiner_dim,
+        "local_channels": cfg.local_channels,
+        "local_layers": cfg.local_layers,
+        "local_cache_frames": cfg.local_kernel - 1,
+        "global_channels": cfg.global_channels,
+    }, sections={"global_cnn": {
+        "file": "global_cnn.onnx",
+        "channels": gcfg.channels,
+        "hidden": gcfg.hidden,
+        "se_hidden": gcfg.se_hidden,
+        "num_blocks": gcfg.num_blocks,
+        "squeeze": gcfg.squeeze,
+        "ema_decay": gcfg.ema_decay,
+        "tensors": [{"name": tensor_name(b, key), "shape": list(shapes[key]), "dtype": "float32",
+                     "layout": "row-major"}
+                    for b in range(gcfg.num_blocks) for key in TENSOR_KEYS],
+    }})
+    manifest["states"] = [
+        {"name": "local_cache", "shape": local_cache_shape},
+        {"name": "h", "shape": [cfg.num_layers, 1, cfg.d_model]},
+        {"name": "c", "shape": [cfg.num_layers, 1, cfg.rnn_hidden_size]},
+    ]
+    manifest["compute"] = {"parameters": parameter_count(model),
+                           "macs_per_second": encoder_macs_per_second(model, cfg.num_bins)}
+    write_manifest(out_dir, manifest, (*ONNX_FILES, "tokens.txt"), model_card)
     return out_dir

@@ -19,23 +19,19 @@ MACs with every part on: front end, arbitrators, blocks, output projection) and 
 """
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from framegate.engine.features import SAMPLE_RATE, FbankConfig
+from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_tokens, export_graph,
+                                            export_prediction_graphs, finish_graph, model_features,
+                                            write_manifest, write_weights_graph)
 from framegate.export.compute_cost import parameter_count
-from framegate.export.convrnnt_export import _write_weights_graph
 from framegate.export.models.gated_transformer import (SKIP_RULE, GatedTransformer, GatedTransformerEncoder,
                                                        part_macs)
 from framegate.export.models.lstm_transducer import SUBSAMPLING
-from framegate.export.onnx_export import (FORMAT_VERSION, _check_tokens, _DecoderGraph, _export, _file_record,
-                                          _finish_graph, silence_log_mel)
-from framegate.export.tokenizer import BLANK_ID
 from framegate.kernels.gated_encoder import GatedEncoderConfig, tensor_name, tensor_shapes
 
 MODEL_TYPE = "gated_transformer"
@@ -130,96 +126,70 @@ def export_gated_bundle(model: GatedTransformer, out_dir: Path, tokens: Path, mo
     """Write the bundle of an eval-mode GatedTransformer into `out_dir` and return `out_dir`."""
     cfg = model.cfg
     model.eval()
-    _check_tokens(tokens, cfg.vocab_size)
-    features = FbankConfig()
-    if cfg.num_bins != features.num_bins:
-        raise ValueError(f"model expects {cfg.num_bins} bins, features give {features.num_bins}")
+    check_tokens(tokens, cfg.vocab_size)
+    features = model_features(cfg.num_bins)
     out_dir.mkdir(parents=True, exist_ok=True)
     enc = model.encoder
     d, layers, w = cfg.d_model, cfg.num_layers, cfg.left_context
 
     x = torch.zeros(1, cfg.window_frames, cfg.num_bins)
-    _export(FrontendGraph(enc).eval(), (x,), out_dir / "frontend.onnx", ["x"], ["frames"],
-            {"x": {0: "N", 1: "T"}, "frames": {0: "N", 1: "T_out"}})
-    _finish_graph(out_dir / "frontend.onnx", {"model_type": MODEL_TYPE}, {"frames": ["N", "T_out", d]})
+    export_graph(FrontendGraph(enc).eval(), (x,), out_dir / "frontend.onnx", ["x"], ["frames"],
+                 {"x": {0: "N", 1: "T"}, "frames": {0: "N", 1: "T_out"}})
+    finish_graph(out_dir / "frontend.onnx", {"model_type": MODEL_TYPE}, {"frames": ["N", "T_out", d]})
 
     cache = torch.zeros(layers, 1, w, d)
-    _export(DenseStreamingGraph(enc).eval(), (x, cache, cache, torch.zeros(1, w)), out_dir / "encoder_dense.onnx",
-            ["x", "k_cache", "v_cache", "cache_mask"], ["encoder_out", "new_k", "new_v", "new_mask"],
-            {"x": {0: "N"}, "k_cache": {1: "N"}, "v_cache": {1: "N"}, "cache_mask": {0: "N"},
-             "encoder_out": {0: "N"}, "new_k": {1: "N"}, "new_v": {1: "N"}, "new_mask": {0: "N"}})
+    export_graph(DenseStreamingGraph(enc).eval(), (x, cache, cache, torch.zeros(1, w)), out_dir / "encoder_dense.onnx",
+                 ["x", "k_cache", "v_cache", "cache_mask"], ["encoder_out", "new_k", "new_v", "new_mask"],
+                 {"x": {0: "N"}, "k_cache": {1: "N"}, "v_cache": {1: "N"}, "cache_mask": {0: "N"},
+                  "encoder_out": {0: "N"}, "new_k": {1: "N"}, "new_v": {1: "N"}, "new_mask": {0: "N"}})
     t_out = cfg.chunk_frames // SUBSAMPLING
-    _finish_graph(out_dir / "encoder_dense.onnx", {"model_type": MODEL_TYPE},
-                  {"encoder_out": ["N", t_out, cfg.joiner_dim], "new_k": [layers, "N", w, d],
-                   "new_v": [layers, "N", w, d], "new_mask": ["N", w]})
+    finish_graph(out_dir / "encoder_dense.onnx", {"model_type": MODEL_TYPE},
+                 {"encoder_out": ["N", t_out, cfg.joiner_dim], "new_k": [layers, "N", w, d],
+                  "new_v": [layers, "N", w, d], "new_mask": ["N", w]})
 
     kcfg = kernel_config(model)
     tensors = gated_tensors(enc)
     shapes = tensor_shapes(kcfg)
     if {k: v.shape for k, v in tensors.items()} != shapes:
         raise ValueError("gated export: tensors disagree with kernels.gated_encoder.tensor_shapes")
-    _write_weights_graph({tensor_name(k): tensors[k] for k in shapes}, out_dir / "gated_weights.onnx")
+    write_weights_graph({tensor_name(k): tensors[k] for k in shapes}, out_dir / "gated_weights.onnx")
 
-    y = torch.full((1, cfg.context_size), -1, dtype=torch.int64)
-    _export(_DecoderGraph(model).eval(), (y,), out_dir / "decoder.onnx", ["y"], ["decoder_out"],
-            {"y": {0: "N"}, "decoder_out": {0: "N"}})
-    _finish_graph(out_dir / "decoder.onnx", {"vocab_size": cfg.vocab_size, "context_size": cfg.context_size},
-                  {"decoder_out": ["N", cfg.joiner_dim]})
-    enc_out = torch.zeros(1, cfg.joiner_dim)
-    _export(model.joiner.eval(), (enc_out, enc_out), out_dir / "joiner.onnx", ["encoder_out", "decoder_out"],
-            ["logits"], {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logits": {0: "N"}})
-    _finish_graph(out_dir / "joiner.onnx", {}, {"logits": ["N", cfg.vocab_size]})
-
-    if tokens.resolve() != (out_dir / "tokens.txt").resolve():
-        shutil.copyfile(tokens, out_dir / "tokens.txt")
+    export_prediction_graphs(model, out_dir)
+    copy_tokens(tokens, out_dir)
 
     macs = part_macs(cfg)
     frames_per_second = 1000.0 / (features.frame_shift_ms * SUBSAMPLING)  # encoder frames per second
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "model_type": MODEL_TYPE,
-        "sample_rate": SAMPLE_RATE,
-        "features": features.to_dict(),
-        "encoder": {
-            "window_frames": cfg.window_frames,
-            "chunk_frames": cfg.chunk_frames,
-            "lookahead_frames": cfg.window_frames - cfg.chunk_frames,
-            "subsampling": SUBSAMPLING,
-            "pad_value": silence_log_mel(features),
-            "num_layers": layers,
-            "d_model": d,
-            "rnn_hidden_size": 0,  # no recurrent state: the blocks' state is the C++ key/value rings
-            "joiner_dim": cfg.joiner_dim,
-            "num_heads": cfg.num_heads,
-            "ff_dim": cfg.ff_dim,
-            "left_context": w,
-            "max_rows": MAX_ROWS,
-        },
-        "gating": {
-            "rule": SKIP_RULE,
-            "arbitrator": cfg.arbitrator,
-            "arbitrator_kernel": kcfg.arbitrator_kernel,
-            "arbitrator_hidden": kcfg.arbitrator_hidden,
-            "gate_order": "per encoder frame: [layer0 attention, layer0 feed-forward, layer1 attention, ...]",
-            "decision": "on when sigmoid(logit) > threshold",
-            "default_threshold": DEFAULT_THRESHOLD,
-            "compute_lambda": cfg.compute_lambda,
-            "part_macs_per_frame": {k: v for k, v in macs.items() if k != "dense_per_frame"},
-            "mac_denominator_per_frame": macs["dense_per_frame"],
-            "mac_denominator_per_second": macs["dense_per_frame"] * frames_per_second,
-            "file": "gated_weights.onnx",
-            "tensors": [{"name": tensor_name(k), "shape": list(s), "dtype": "float32", "layout": "row-major"}
-                        for k, s in shapes.items()],
-            "ort_dense_file": "encoder_dense.onnx",
-        },
-        "decoder": {"context_size": cfg.context_size, "vocab_size": cfg.vocab_size, "blank_id": BLANK_ID},
-        "states": gated_states(layers, w, MAX_ROWS, d, kcfg.arbitrator_kernel if cfg.arbitrator == "feature" else 1),
-        "compute": {"parameters": parameter_count(model),
-                    "macs_per_second": macs["dense_per_frame"] * frames_per_second},
-        "files": {name: _file_record(out_dir / name) for name in (*ONNX_FILES, "tokens.txt")},
-        "model_card": dict(model_card or {}),
-    }
-    (out_dir / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    manifest = base_manifest(MODEL_TYPE, cfg, features, encoder={
+        "num_layers": layers,
+        "d_model": d,
+        "rnn_hidden_size": 0,  # no recurrent state: the blocks' state is the C++ key/value rings
+        "joiner_dim": cfg.joiner_dim,
+        "num_heads": cfg.num_heads,
+        "ff_dim": cfg.ff_dim,
+        "left_context": w,
+        "max_rows": MAX_ROWS,
+    }, sections={"gating": {
+        "rule": SKIP_RULE,
+        "arbitrator": cfg.arbitrator,
+        "arbitrator_kernel": kcfg.arbitrator_kernel,
+        "arbitrator_hidden": kcfg.arbitrator_hidden,
+        "gate_order": "per encoder frame: [layer0 attention, layer0 feed-forward, layer1 attention, ...]",
+        "decision": "on when sigmoid(logit) > threshold",
+        "default_threshold": DEFAULT_THRESHOLD,
+        "compute_lambda": cfg.compute_lambda,
+        "part_macs_per_frame": {k: v for k, v in macs.items() if k != "dense_per_frame"},
+        "mac_denominator_per_frame": macs["dense_per_frame"],
+        "mac_denominator_per_second": macs["dense_per_frame"] * frames_per_second,
+        "file": "gated_weights.onnx",
+        "tensors": [{"name": tensor_name(k), "shape": list(s), "dtype": "float32", "layout": "row-major"}
+                    for k, s in shapes.items()],
+        "ort_dense_file": "encoder_dense.onnx",
+    }})
+    manifest["states"] = gated_states(layers, w, MAX_ROWS, d,
+                                      kcfg.arbitrator_kernel if cfg.arbitrator == "feature" else 1)
+    manifest["compute"] = {"parameters": parameter_count(model),
+                           "macs_per_second": macs["dense_per_frame"] * frames_per_second}
+    write_manifest(out_dir, manifest, (*ONNX_FILES, "tokens.txt"), model_card)
     return out_dir
 
 

@@ -7,14 +7,13 @@ An embedding bundle is a directory: `embedding.onnx` (x (N, T, num_bins) -> embe
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from framegate.engine.features import SAMPLE_RATE, FbankConfig
+from framegate.engine.features import SAMPLE_RATE
+from framegate.export.bundle_writer import FORMAT_VERSION, export_graph, finish_graph, model_features, write_manifest
 from framegate.export.models.speaker_embedding import SpeakerEmbedding, SpeakerEmbeddingConfig
-from framegate.export.onnx_export import FORMAT_VERSION, _export, _file_record, _finish_graph
 
 MODEL_TYPE = "speaker_embedding"
 GRAPH = "embedding.onnx"
@@ -36,22 +35,18 @@ def export_embedding_bundle(checkpoint: Path, out_dir: Path, model_card: dict | 
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     model = load_embedding_model(checkpoint)
     cfg = model.cfg
-    features = FbankConfig()
-    if cfg.num_bins != features.num_bins:
-        raise ValueError(f"model expects {cfg.num_bins} bins, features give {features.num_bins}")
+    features = model_features(cfg.num_bins)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _export(model, (torch.zeros(1, 50, cfg.num_bins),), out_dir / GRAPH, ["x"], ["embedding"],
-            {"x": {0: "N", 1: "T"}, "embedding": {0: "N"}})
-    _finish_graph(out_dir / GRAPH, {"model_type": MODEL_TYPE, "embedding_dim": cfg.embedding_dim,
-                                    "num_bins": cfg.num_bins}, {"embedding": ["N", cfg.embedding_dim]})
+    export_graph(model, (torch.zeros(1, 50, cfg.num_bins),), out_dir / GRAPH, ["x"], ["embedding"],
+                 {"x": {0: "N", 1: "T"}, "embedding": {0: "N"}})
+    finish_graph(out_dir / GRAPH, {"model_type": MODEL_TYPE, "embedding_dim": cfg.embedding_dim,
+                                   "num_bins": cfg.num_bins}, {"embedding": ["N", cfg.embedding_dim]})
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_type": MODEL_TYPE,
         "sample_rate": SAMPLE_RATE,
         "features": features.to_dict(),
         "embedding": {"dim": cfg.embedding_dim},
-        "files": {GRAPH: _file_record(out_dir / GRAPH)},
-        "model_card": dict(model_card or {}),
     }
-    (out_dir / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(out_dir, manifest, (GRAPH,), model_card)
     return out_dir

@@ -197,18 +197,26 @@ class Trainer:
     def save_weights(self, path: Path) -> None:
         """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
         torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model),
-                        model_type=self.cfg.model_type, step=self.step,
+                        model_type=self.cfg.model_type, step=self.step, epoch=self.epoch,
                         train_seconds=self.train_seconds), path)
 
     def _resume(self) -> bool:
+        """Continue from work_dir/checkpoint.pt, or, on a new machine that only has the kept
+        weights-only milestone (work_dir/weights_last.pt), from its weights and step with a
+        fresh optimizer state and the next epoch."""
         path = self._checkpoint_path()
         if not path.exists():
-            return False
+            path = self.work / "weights_last.pt"
+            if not path.exists():
+                return False
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
         if "opt" in state:
             self.opt.load_state_dict(state["opt"])
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        else:
+            self.epoch, self.batch_in_epoch = state.get("epoch", 0) + 1, 0
+        self.step = state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)
         if self.is_main:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", flush=True)

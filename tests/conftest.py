@@ -21,13 +21,28 @@ def tiny_tokens() -> list[str]:
     return pieces
 
 
+def nudge_tiny_lstm_model(model) -> None:
+    """Scale a tiny random transducer with an LSTM encoder (LstmTransducer, ConvRnnt) in place so it
+    both emits and stays silent: normalization maps fbank values to about unit scale, larger LSTM
+    and output weights make the encoder output vary over time, and the blank logit gets a bias."""
+    import torch
+
+    with torch.no_grad():
+        model.encoder.feature_mean.fill_(-11.0)
+        model.encoder.feature_inv_std.fill_(1 / 7.0)
+        for name, param in model.encoder.lstm.named_parameters():
+            if name.startswith("weight"):
+                param.mul_(3.0)
+        model.encoder.out.weight.mul_(8.0)
+        model.joiner.out.weight.mul_(3.0)
+        model.joiner.out.bias[0] += 3.5
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A weights-only checkpoint of a tiny LstmTransducer plus its tokens.txt, as training writes them.
 
-    The random model is nudged so it both emits and stays silent: normalization maps
-    fbank values to about unit scale, larger LSTM and output weights make the encoder
-    output vary over time, and the blank logit gets a bias (about 3 frames in 4 emit).
+    The random model is nudged (`nudge_tiny_lstm_model`): about 3 frames in 4 emit.
     """
     import torch
     from dataclasses import asdict
@@ -39,15 +54,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                num_layers=1, joiner_dim=16, decoder_dim=16, context_size=2,
                                dropout=0.0, chunk_frames=8)
     model = LstmTransducer(cfg)
-    with torch.no_grad():
-        model.encoder.feature_mean.fill_(-11.0)
-        model.encoder.feature_inv_std.fill_(1 / 7.0)
-        for name, param in model.encoder.lstm.named_parameters():
-            if name.startswith("weight"):
-                param.mul_(3.0)
-        model.encoder.out.weight.mul_(8.0)
-        model.joiner.out.weight.mul_(3.0)
-        model.joiner.out.bias[0] += 3.5
+    nudge_tiny_lstm_model(model)
     work = tmp_path_factory.mktemp("tiny_train")
     torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "step": 0}, work / "weights.pt")
     lines = [f"{piece} {i}" for i, piece in enumerate(tiny_tokens())]
@@ -62,6 +69,52 @@ def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 
     return export_bundle(tiny_checkpoint, tmp_path_factory.mktemp("bundle") / "tiny",
                          model_card={"purpose": "tests", "weights": "random"})
+
+
+@pytest.fixture(scope="module")
+def convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """A tiny random ConvRNN-T (eval mode) and its bundle, nudged as the LSTM fixture, on its vocabulary."""
+    import torch
+    from dataclasses import asdict
+
+    from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
+    from framegate.export.onnx_export import export_bundle
+
+    tokens = tiny_checkpoint.parent / "tokens.txt"
+    vocab = len(tokens.read_text(encoding="utf-8").splitlines())
+    torch.manual_seed(4321)
+    cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
+                         local_layers=2, global_channels=8, global_hidden=10, global_blocks=4, se_hidden=3,
+                         d_model=16, rnn_hidden_size=24, num_layers=1, joiner_dim=16, decoder_dim=16, dropout=0.0)
+    model = ConvRnnt(cfg)
+    nudge_tiny_lstm_model(model)
+    work = tmp_path_factory.mktemp("convrnnt")
+    torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "convrnnt"},
+               work / "weights.pt")
+    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tokens, model_card={"purpose": "tests"})
+    return model.eval(), bundle
+
+
+def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int):
+    """Feed `samples_16k` to a new stream in seeded random blocks (1 to 8999 samples), decoding after
+    each, then finish it; the finished stream (its result, telemetry) is for the caller to compare."""
+    rng = np.random.default_rng(seed)
+    stream = recognizer.create_stream()
+    pos = 0
+    while pos < len(samples_16k):
+        size = int(rng.integers(1, 9000))
+        stream.accept_waveform(16000, samples_16k[pos:pos + size])
+        recognizer.decode(stream)
+        pos += size
+    stream.input_finished()
+    recognizer.decode(stream)
+    return stream
+
+
+@pytest.fixture(scope="session")
+def stream_in_random_blocks():
+    """`stream_in_random_blocks(recognizer, samples_16k, seed)`: the stream after a seeded random-block feed."""
+    return _stream_in_random_blocks
 
 
 @pytest.fixture(scope="session")

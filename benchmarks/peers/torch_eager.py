@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from framegate.engine.features import FbankConfig, compute_fbank
-from framegate.export.onnx_export import load_model, silence_log_mel
+from framegate.export.bundle_writer import silence_log_mel
+from framegate.export.onnx_export import load_model
 
 RATE = 16000
 

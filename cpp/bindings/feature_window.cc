@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -18,40 +17,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include "arrays.h"
 #include "feature_window.h"
 
 namespace py = pybind11;
 
 namespace framegate {
 namespace {
-
-std::string DescribeArray(const py::array& a) {
-  std::ostringstream os;
-  os << (a.flags() & py::array::c_style ? "" : "non-contiguous ")
-     << std::string(py::str(a.dtype())) << " array of shape (";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
-    os << (i ? ", " : "") << a.shape(i);
-  }
-  os << (a.ndim() == 1 ? ",)" : ")");
-  return os.str();
-}
-
-// Returns `frames` as an array once it is a C-contiguous float32 (n, num_bins).
-py::array CheckedFrames(const py::object& frames, int num_bins) {
-  const std::string expected =
-      "frames must be a C-contiguous float32 array of shape (n, " + std::to_string(num_bins) + ")";
-  if (!py::isinstance<py::array>(frames)) {
-    const py::str type_name = py::type::of(frames).attr("__name__");
-    throw std::invalid_argument(expected + "; got " + std::string(type_name));
-  }
-  py::array a = py::reinterpret_borrow<py::array>(frames);
-  const bool ok = py::isinstance<py::array_t<float>>(a) && a.ndim() == 2 &&
-                  a.shape(1) == num_bins && (a.flags() & py::array::c_style);
-  if (!ok) {
-    throw std::invalid_argument(expected + "; got a " + DescribeArray(a));
-  }
-  return a;
-}
 
 // A FeatureWindow and the lock that serializes it: native calls drop the GIL,
 // so Python threads sharing one object would otherwise race. The lock is only
@@ -70,7 +42,7 @@ class LockedFeatureWindow {
   explicit LockedFeatureWindow(const FeatureWindowConfig& config) : window_(config) {}
 
   py::array_t<float> Accept(const py::object& frames_obj) {
-    const py::array frames = CheckedFrames(frames_obj, window_.config().num_bins);
+    const py::array frames = bindings::CheckedFloat32(frames_obj, {-1, window_.config().num_bins}, "frames");
     const auto* data = static_cast<const float*>(frames.data());
     const auto num_frames = static_cast<std::size_t>(frames.shape(0));
     std::vector<float> out;

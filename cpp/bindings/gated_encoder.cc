@@ -10,7 +10,6 @@
 #include <memory>
 #include <mutex>
 #include <set>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -20,56 +19,15 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "arrays.h"
 #include "gated_encoder.h"
 #include "gemm.h"
+#include "locked_state.h"
 
 namespace py = pybind11;
 
 namespace framegate {
 namespace {
-
-std::string Shape(const std::vector<py::ssize_t>& dims) {
-  std::ostringstream os;
-  os << "(";
-  for (std::size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
-  os << (dims.size() == 1 ? ",)" : ")");
-  return os.str();
-}
-
-std::string Describe(const py::handle& obj) {
-  if (!py::isinstance<py::array>(obj)) {
-    return std::string(py::str(py::type::of(obj).attr("__name__")));
-  }
-  const auto a = py::reinterpret_borrow<py::array>(obj);
-  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim());
-  return std::string(a.flags() & py::array::c_style ? "" : "non-contiguous ") +
-         std::string(py::str(a.dtype())) + " array of shape " + Shape(dims);
-}
-
-// `obj` once it is a C-contiguous array of T with shape `dims` (-1: any).
-template <typename T>
-py::array Checked(const py::handle& obj, const std::vector<py::ssize_t>& dims,
-                  const std::string& what, const char* dtype) {
-  bool ok = py::isinstance<py::array_t<T>>(obj);
-  if (ok) {
-    const auto a = py::reinterpret_borrow<py::array>(obj);
-    ok = static_cast<std::size_t>(a.ndim()) == dims.size() &&
-         (a.flags() & py::array::c_style);
-    for (std::size_t i = 0; ok && i < dims.size(); ++i) {
-      ok = dims[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == dims[i];
-    }
-  }
-  if (!ok) {
-    std::string want = Shape(dims);
-    for (std::size_t pos; (pos = want.find("-1")) != std::string::npos;) {
-      want.replace(pos, 2, "n");
-    }
-    throw std::invalid_argument(what + " must be a C-contiguous " + dtype +
-                                " array of shape " + want + "; got " +
-                                Describe(obj));
-  }
-  return py::reinterpret_borrow<py::array>(obj);
-}
 
 class TensorReader {
  public:
@@ -82,10 +40,7 @@ class TensorReader {
                                   "' is missing");
     }
     used_.insert(name);
-    const py::array a =
-        Checked<float>(tensors_[py::str(name)], dims, "tensor '" + name + "'", "float32");
-    const auto* data = static_cast<const float*>(a.data());
-    return std::vector<float>(data, data + a.size());
+    return bindings::CopyFloat32(tensors_[py::str(name)], dims, "tensor '" + name + "'");
   }
 
   void CheckAllUsed() const {
@@ -149,23 +104,7 @@ GatedEncoderWeights ReadWeights(const GatedEncoderConfig& c,
   return w;
 }
 
-// One stream's state and the lock that serializes calls on it (taken only
-// with the GIL released).
-class LockedState {
- public:
-  explicit LockedState(GatedEncoderState state) : state_(std::move(state)) {}
-  std::mutex& mutex() { return mutex_; }
-  GatedEncoderState& state() { return state_; }
-  std::int64_t frames() {
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);
-    return state_.frames;
-  }
-
- private:
-  std::mutex mutex_;
-  GatedEncoderState state_;
-};
+using LockedState = bindings::LockedState<GatedEncoderState>;
 
 class PyGatedEncoder {
  public:
@@ -180,7 +119,7 @@ class PyGatedEncoder {
                     GateMode mode, float threshold,
                     const py::object& gates_obj) const {
     const GatedEncoderConfig& c = encoder_.config();
-    const py::array frames = Checked<float>(frames_obj, {-1, c.d_model}, "frames", "float32");
+    const py::array frames = bindings::CheckedFloat32(frames_obj, {-1, c.d_model}, "frames");
     const py::ssize_t n = frames.shape(0);
     const py::ssize_t g = c.NumGates();
     py::array_t<std::uint8_t> gates({n, g});
@@ -188,7 +127,7 @@ class PyGatedEncoder {
       if (gates_obj.is_none()) {
         throw std::invalid_argument("forced mode needs gates (n, " + std::to_string(g) + ") uint8");
       }
-      const py::array given = Checked<std::uint8_t>(gates_obj, {n, g}, "gates", "uint8");
+      const py::array given = bindings::Checked<std::uint8_t>(gates_obj, {n, g}, "gates", "uint8");
       std::copy_n(static_cast<const std::uint8_t*>(given.data()), given.size(), gates.mutable_data());
     } else if (!gates_obj.is_none()) {
       throw std::invalid_argument("gates are only read in forced mode");

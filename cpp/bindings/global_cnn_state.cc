@@ -6,10 +6,8 @@
 // or weights are refused by the C++ core, before the state changes.
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,78 +17,23 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "arrays.h"
 #include "global_cnn_state.h"
+#include "locked_state.h"
 
 namespace py = pybind11;
 
 namespace framegate {
 namespace {
 
-std::string Shape(const std::vector<py::ssize_t>& dims) {
-  std::ostringstream os;
-  os << "(";
-  for (std::size_t i = 0; i < dims.size(); ++i) os << (i ? ", " : "") << dims[i];
-  os << (dims.size() == 1 ? ",)" : ")");
-  return os.str();
-}
-
-std::string Describe(const py::handle& obj) {
-  if (!py::isinstance<py::array>(obj)) {
-    return std::string(py::str(py::type::of(obj).attr("__name__")));
-  }
-  const auto a = py::reinterpret_borrow<py::array>(obj);
-  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim());
-  return std::string(a.flags() & py::array::c_style ? "" : "non-contiguous ") +
-         std::string(py::str(a.dtype())) + " array of shape " + Shape(dims);
-}
-
-// `obj` as an array once it is C-contiguous float32 of shape `dims`
-// (a negative dim matches any length).
-py::array Checked(const py::handle& obj, const std::vector<py::ssize_t>& dims,
-                  const std::string& what) {
-  bool ok = py::isinstance<py::array_t<float>>(obj);
-  if (ok) {
-    const auto a = py::reinterpret_borrow<py::array>(obj);
-    ok = static_cast<std::size_t>(a.ndim()) == dims.size() && (a.flags() & py::array::c_style);
-    for (std::size_t i = 0; ok && i < dims.size(); ++i) {
-      ok = dims[i] < 0 || a.shape(static_cast<py::ssize_t>(i)) == dims[i];
-    }
-  }
-  if (!ok) {
-    std::string want = Shape(dims);
-    for (std::size_t pos; (pos = want.find("-1")) != std::string::npos;) want.replace(pos, 2, "n");
-    throw std::invalid_argument(what + " must be a C-contiguous float32 array of shape " + want +
-                                "; got " + Describe(obj));
-  }
-  return py::reinterpret_borrow<py::array>(obj);
-}
-
 std::vector<float> CopyTensor(const py::dict& block, int index, const char* name,
                               const std::vector<py::ssize_t>& dims) {
   const std::string what = "block " + std::to_string(index) + " " + name;
   if (!block.contains(name)) throw std::invalid_argument(what + " is missing");
-  const py::array a = Checked(block[name], dims, what);
-  const auto* data = static_cast<const float*>(a.data());
-  return std::vector<float>(data, data + a.size());
+  return bindings::CopyFloat32(block[name], dims, what);
 }
 
-// One stream's state and the lock that serializes calls on it (native calls
-// drop the GIL; the lock is only taken with the GIL released).
-class LockedState {
- public:
-  explicit LockedState(GlobalCnnState state) : state_(std::move(state)) {}
-  std::mutex& mutex() { return mutex_; }
-  GlobalCnnState& state() { return state_; }
-  std::int64_t frames() {
-    py::gil_scoped_release release;
-    std::lock_guard<std::mutex> lock(mutex_);
-    return state_.frames;
-  }
-
- private:
-  std::mutex mutex_;
-  GlobalCnnState state_;
-};
+using LockedState = bindings::LockedState<GlobalCnnState>;
 
 class PyGlobalCnn {
  public:
@@ -102,7 +45,7 @@ class PyGlobalCnn {
   }
 
   py::array_t<float> Forward(const py::object& frames_obj, LockedState& state) const {
-    const py::array frames = Checked(frames_obj, {-1, cnn_.config().channels}, "frames");
+    const py::array frames = bindings::CheckedFloat32(frames_obj, {-1, cnn_.config().channels}, "frames");
     const auto n = static_cast<std::size_t>(frames.shape(0));
     py::array_t<float> out({frames.shape(0), frames.shape(1)});
     const auto* in = static_cast<const float*>(frames.data());

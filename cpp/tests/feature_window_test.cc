@@ -3,29 +3,19 @@
 // construction: pad the whole utterance, then take windows at stride chunk.
 #include <algorithm>
 #include <cstddef>
-#include <cstdio>
-#include <functional>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "check.h"
 #include "feature_window.h"
 
 namespace {
 
-int g_failures = 0;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,       \
-                   __LINE__, #cond);                                    \
-      ++g_failures;                                                     \
-    }                                                                   \
-  } while (0)
+using framegate::testing::RunTests;
+using framegate::testing::Throws;
 
 using framegate::FeatureWindow;
 using framegate::FeatureWindowConfig;
@@ -172,13 +162,7 @@ void TestFinishTwiceAndAcceptAfterFinish() {
   CHECK(fw.Finish(&out) == 1);
   CHECK(fw.Finish(&out) == 0);
   CHECK(fw.finished());
-  bool threw = false;
-  try {
-    fw.Accept(frames.data(), 1, &out);
-  } catch (const std::logic_error&) {
-    threw = true;
-  }
-  CHECK(threw);
+  CHECK(Throws<std::logic_error>([&] { fw.Accept(frames.data(), 1, &out); }));
 }
 
 void TestResetStartsANewUtterance() {
@@ -205,12 +189,7 @@ void TestResetStartsANewUtterance() {
 
 void TestConfigValidationNamesTheField() {
   auto rejects = [](const FeatureWindowConfig& c, const std::string& field) {
-    try {
-      c.Validate();
-    } catch (const std::invalid_argument& e) {
-      return std::string(e.what()).find(field) != std::string::npos;
-    }
-    return false;
+    return Throws([&] { c.Validate(); }, field);
   };
   CHECK(rejects(MakeConfig(4, 0, 2), "chunk_frames"));
   CHECK(rejects(MakeConfig(2, 3, 2), "window_frames"));
@@ -218,13 +197,7 @@ void TestConfigValidationNamesTheField() {
   CHECK(rejects(MakeConfig(1 << 20, 1, 1 << 20), "num_bins"));
   CHECK(rejects(MakeConfig(4, 2, 1, std::numeric_limits<float>::quiet_NaN()),
                 "pad_value"));
-  bool constructor_threw = false;
-  try {
-    FeatureWindow fw(MakeConfig(4, 0, 2));
-  } catch (const std::invalid_argument&) {
-    constructor_threw = true;
-  }
-  CHECK(constructor_threw);
+  CHECK(Throws([] { FeatureWindow fw(MakeConfig(4, 0, 2)); }));
   MakeConfig(4, 4, 1).Validate();
   CHECK(MakeConfig(8, 4, 80).ToString().find("window_frames=8") !=
         std::string::npos);
@@ -255,7 +228,7 @@ void TestMemoryStaysBoundedOverALongStream() {
 }  // namespace
 
 int main() {
-  const std::vector<std::pair<const char*, std::function<void()>>> tests = {
+  return RunTests({
       {"RandomBlocksEqualOfflineWindows", TestRandomBlocksEqualOfflineWindows},
       {"OneHugeBlockEqualsFrameByFrame", TestOneHugeBlockEqualsFrameByFrame},
       {"FinishPadsToSmallestCoveringLength",
@@ -270,16 +243,5 @@ int main() {
       {"ConfigValidationNamesTheField", TestConfigValidationNamesTheField},
       {"MemoryStaysBoundedOverALongStream",
        TestMemoryStaysBoundedOverALongStream},
-  };
-  for (const auto& [name, run] : tests) {
-    const int before = g_failures;
-    try {
-      run();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "%s: unexpected exception: %s\n", name, e.what());
-      ++g_failures;
-    }
-    std::printf("[%s] %s\n", g_failures == before ? "PASS" : "FAIL", name);
-  }
-  return g_failures == 0 ? 0 : 1;
+  });
 }

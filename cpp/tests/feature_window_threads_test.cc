@@ -12,26 +12,17 @@
 //      every call with the GIL released. The kernel's counters must add up.
 #include <algorithm>
 #include <cstddef>
-#include <cstdio>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "check.h"
 #include "feature_window.h"
 
 namespace {
 
-int g_failures = 0;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,       \
-                   __LINE__, #cond);                                    \
-      ++g_failures;                                                     \
-    }                                                                   \
-  } while (0)
+using framegate::testing::RunTests;
 
 using framegate::FeatureWindow;
 using framegate::FeatureWindowConfig;
@@ -131,11 +122,9 @@ void TestSharedWindowSerializedByAMutexCountsEveryFrame() {
 }  // namespace
 
 int main() {
-  TestThreadsWithOwnWindowsEqualSerialRuns();
-  std::printf("[%s] ThreadsWithOwnWindowsEqualSerialRuns\n", g_failures ? "FAIL" : "PASS");
-  const int before = g_failures;
-  TestSharedWindowSerializedByAMutexCountsEveryFrame();
-  std::printf("[%s] SharedWindowSerializedByAMutexCountsEveryFrame\n",
-              g_failures == before ? "PASS" : "FAIL");
-  return g_failures == 0 ? 0 : 1;
+  return RunTests({
+      {"ThreadsWithOwnWindowsEqualSerialRuns", TestThreadsWithOwnWindowsEqualSerialRuns},
+      {"SharedWindowSerializedByAMutexCountsEveryFrame",
+       TestSharedWindowSerializedByAMutexCountsEveryFrame},
+  });
 }

@@ -5,26 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <random>
-#include <stdexcept>
 #include <vector>
 
+#include "check.h"
 #include "gated_encoder.h"
 
 namespace {
 
-int g_failures = 0;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,       \
-                   __LINE__, #cond);                                    \
-      ++g_failures;                                                     \
-    }                                                                   \
-  } while (0)
+using framegate::testing::RunTests;
+using framegate::testing::Throws;
 
 using namespace framegate;
 using Vec = std::vector<float>;
@@ -287,53 +278,32 @@ void TestBadInputIsRefusedAndLeavesStateUntouched() {
   Vec out(2 * 5), probs(2 * 4);
   std::vector<std::uint8_t> gates(2 * 4);
   EncoderCounters counters;
-  bool threw = false;
-  try {
+  CHECK(Throws([&] {
     enc.Forward(frames.data(), 2, &state, GateMode::kGated, 1.5f, out.data(), probs.data(), gates.data(), &counters);
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw);
+  }));
   frames[3] = std::numeric_limits<float>::quiet_NaN();
-  threw = false;
-  try {
+  CHECK(Throws([&] {
     enc.Forward(frames.data(), 2, &state, GateMode::kGated, 0.5f, out.data(), probs.data(), gates.data(), &counters);
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw && state.frames == 0);
+  }) && state.frames == 0);
   GatedEncoderState foreign = GatedEncoder(Config(ArbitratorKind::kNone), Weights(Config(ArbitratorKind::kNone))).InitialState();
   foreign.caches.pop_back();
-  threw = false;
-  try {
-    enc.Reset(&foreign);
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { enc.Reset(&foreign); }));
   GatedEncoderWeights missing = Weights(c);
   missing.feature_arbitrator.reset();
-  threw = false;
-  try {
-    GatedEncoder bad(c, missing);
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { GatedEncoder bad(c, missing); }));
 }
 
 }  // namespace
 
 int main() {
-  TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kNone);
-  TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kFeature);
-  TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kBlock);
-  TestGatedDecisionsFollowProbabilitiesAndDenseIsAllOn();
-  TestBadInputIsRefusedAndLeavesStateUntouched();
-  if (g_failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", g_failures);
-    return 1;
-  }
-  std::printf("gated_encoder_test: all passed\n");
-  return 0;
+  return RunTests({
+      {"ForcedGatesMatchNaiveForAnySplit(none)",
+       [] { TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kNone); }},
+      {"ForcedGatesMatchNaiveForAnySplit(feature)",
+       [] { TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kFeature); }},
+      {"ForcedGatesMatchNaiveForAnySplit(block)",
+       [] { TestForcedGatesMatchNaiveForAnySplit(ArbitratorKind::kBlock); }},
+      {"GatedDecisionsFollowProbabilitiesAndDenseIsAllOn", TestGatedDecisionsFollowProbabilitiesAndDenseIsAllOn},
+      {"BadInputIsRefusedAndLeavesStateUntouched", TestBadInputIsRefusedAndLeavesStateUntouched},
+  });
 }

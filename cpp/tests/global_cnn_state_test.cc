@@ -5,27 +5,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
 #include <limits>
 #include <random>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
+#include "check.h"
 #include "global_cnn_state.h"
 
 namespace {
 
-int g_failures = 0;
-
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,       \
-                   __LINE__, #cond);                                    \
-      ++g_failures;                                                     \
-    }                                                                   \
-  } while (0)
+using framegate::testing::RunTests;
+using framegate::testing::Throws;
 
 using framegate::GlobalCnn;
 using framegate::GlobalCnnBlockWeights;
@@ -198,13 +188,7 @@ void TestNonFiniteInputIsRefusedAndStateKept() {
   GlobalCnnState state = cnn.InitialState();
   std::vector<float> frames = {1.0f, 2.0f, std::numeric_limits<float>::quiet_NaN(), 0.0f};
   std::vector<float> out(4);
-  bool threw = false;
-  try {
-    cnn.Forward(frames.data(), 2, &state, out.data());
-  } catch (const std::invalid_argument& e) {
-    threw = std::string(e.what()).find("frame 1, channel 0") != std::string::npos;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { cnn.Forward(frames.data(), 2, &state, out.data()); }, "frame 1, channel 0"));
   CHECK(state.frames == 0);
 }
 
@@ -213,21 +197,9 @@ void TestBadConfigAndWeightsAreRefused() {
   GlobalCnnConfig config = MakeConfig(2, 3, 1, 2, SqueezeMode::kEma);
   auto blocks = RandomWeights(config, &rng);
   blocks[1].pw2_weight.pop_back();
-  bool threw = false;
-  try {
-    GlobalCnn cnn(config, blocks);
-  } catch (const std::invalid_argument& e) {
-    threw = std::string(e.what()).find("block 1 pw2_weight") != std::string::npos;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { GlobalCnn cnn(config, blocks); }, "block 1 pw2_weight"));
   config.ema_decay = 1.0;
-  threw = false;
-  try {
-    config.Validate();
-  } catch (const std::invalid_argument& e) {
-    threw = std::string(e.what()).find("ema_decay") != std::string::npos;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { config.Validate(); }, "ema_decay"));
 }
 
 void TestStateOfAnotherNetworkIsRefused() {
@@ -238,27 +210,17 @@ void TestStateOfAnotherNetworkIsRefused() {
   const GlobalCnn b(large, RandomWeights(large, &rng));
   GlobalCnnState state = a.InitialState();
   std::vector<float> frames(2, 0.5f), out(2);
-  bool threw = false;
-  try {
-    b.Forward(frames.data(), 1, &state, out.data());
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  CHECK(threw);
+  CHECK(Throws([&] { b.Forward(frames.data(), 1, &state, out.data()); }));
 }
 
 }  // namespace
 
 int main() {
-  TestRandomChunkingsEqualOfflinePass();
-  TestResetStartsANewUtterance();
-  TestNonFiniteInputIsRefusedAndStateKept();
-  TestBadConfigAndWeightsAreRefused();
-  TestStateOfAnotherNetworkIsRefused();
-  if (g_failures) {
-    std::fprintf(stderr, "%d check(s) failed\n", g_failures);
-    return 1;
-  }
-  std::puts("global_cnn_state_test: all passed");
-  return 0;
+  return RunTests({
+      {"RandomChunkingsEqualOfflinePass", TestRandomChunkingsEqualOfflinePass},
+      {"ResetStartsANewUtterance", TestResetStartsANewUtterance},
+      {"NonFiniteInputIsRefusedAndStateKept", TestNonFiniteInputIsRefusedAndStateKept},
+      {"BadConfigAndWeightsAreRefused", TestBadConfigAndWeightsAreRefused},
+      {"StateOfAnotherNetworkIsRefused", TestStateOfAnotherNetworkIsRefused},
+  });
 }

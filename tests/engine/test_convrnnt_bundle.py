@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,37 +14,6 @@ from framegate.engine.endpoint import EndpointConfig
 from framegate.engine.errors import BundleError
 from framegate.engine.offline import encoder_output, padded_features, recognize
 from framegate.engine.recognizer import Recognizer
-
-
-@pytest.fixture(scope="module")
-def convrnnt_model_and_bundle(tmp_path_factory, tiny_checkpoint):
-    """A tiny random ConvRNN-T, nudged (as the LSTM fixture) so it both emits and stays silent."""
-    import torch
-
-    from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
-    from framegate.export.onnx_export import export_bundle
-
-    tokens = tiny_checkpoint.parent / "tokens.txt"  # the shared tiny fixture's vocabulary
-    vocab = len(tokens.read_text(encoding="utf-8").splitlines())
-    torch.manual_seed(4321)
-    cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
-                         local_layers=2, global_channels=8, global_hidden=10, global_blocks=4, se_hidden=3,
-                         d_model=16, rnn_hidden_size=24, num_layers=1, joiner_dim=16, decoder_dim=16, dropout=0.0)
-    model = ConvRnnt(cfg)
-    with torch.no_grad():
-        model.encoder.feature_mean.fill_(-11.0)
-        model.encoder.feature_inv_std.fill_(1 / 7.0)
-        for name, param in model.encoder.lstm.named_parameters():
-            if name.startswith("weight"):
-                param.mul_(3.0)
-        model.encoder.out.weight.mul_(8.0)
-        model.joiner.out.weight.mul_(3.0)
-        model.joiner.out.bias[0] += 3.5
-    work = tmp_path_factory.mktemp("convrnnt")
-    torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "convrnnt"},
-               work / "weights.pt")
-    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tokens, model_card={"purpose": "tests"})
-    return model.eval(), bundle
 
 
 def test_bundle_records_the_global_cnn_weights_by_name(convrnnt_model_and_bundle):
@@ -69,19 +37,11 @@ def test_onnx_and_cpp_encoder_equals_the_torch_full_utterance_forward(convrnnt_m
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_streaming_equals_offline_for_random_blocks(convrnnt_model_and_bundle, speechlike_16k, seed):
+def test_streaming_equals_offline_for_random_blocks(convrnnt_model_and_bundle, speechlike_16k,
+                                                    stream_in_random_blocks, seed):
     _, bundle_dir = convrnnt_model_and_bundle
     recognizer = Recognizer(bundle_dir, endpoint=None)
-    rng = np.random.default_rng(seed)
-    stream = recognizer.create_stream()
-    pos = 0
-    while pos < len(speechlike_16k):
-        size = int(rng.integers(1, 9000))
-        stream.accept_waveform(16000, speechlike_16k[pos:pos + size])
-        recognizer.decode(stream)
-        pos += size
-    stream.input_finished()
-    recognizer.decode(stream)
+    stream = stream_in_random_blocks(recognizer, speechlike_16k, seed)
 
     offline = recognize(recognizer.bundle, speechlike_16k)
     assert offline.tokens, "the tiny model should emit something"

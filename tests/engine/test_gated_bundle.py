@@ -50,18 +50,9 @@ def test_onnx_frontend_and_cpp_blocks_equal_the_torch_forward(tiny_gated, speech
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_streaming_equals_offline_for_random_blocks(tiny_gated, speechlike_16k, seed):
+def test_streaming_equals_offline_for_random_blocks(tiny_gated, speechlike_16k, stream_in_random_blocks, seed):
     recognizer = Recognizer(tiny_gated["feature"][1], endpoint=None)
-    rng = np.random.default_rng(seed)
-    stream = recognizer.create_stream()
-    pos = 0
-    while pos < len(speechlike_16k):
-        size = int(rng.integers(1, 9000))
-        stream.accept_waveform(16000, speechlike_16k[pos:pos + size])
-        recognizer.decode(stream)
-        pos += size
-    stream.input_finished()
-    recognizer.decode(stream)
+    stream = stream_in_random_blocks(recognizer, speechlike_16k, seed)
     offline = recognize(recognizer.bundle, speechlike_16k)
     assert offline.tokens, "the tiny model should emit something"
     assert [recognizer.bundle.tokens[t] for t in offline.tokens] == stream.result.tokens

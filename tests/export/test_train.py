@@ -60,7 +60,20 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     resumed.train()
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
-    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "model_type", "step", "train_seconds"}
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "model_type", "step", "epoch",
+                                                "train_seconds"}
+
+
+def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus: Path, tmp_path: Path) -> None:
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "milestone", max_steps=3))).train()
+    (tmp_path / "milestone" / "checkpoint.pt").unlink()  # what a new machine lacks: runs/ is not kept
+    kept = torch.load(tmp_path / "milestone" / "weights_last.pt", weights_only=False)
+    resumed = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "milestone", max_steps=4)))
+    assert resumed.step == 3 and resumed.epoch == kept["epoch"] + 1
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, kept["model"][name]), name
+    resumed.train()
+    assert resumed.step == 4
 
 
 def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path, tmp_path: Path) -> None:

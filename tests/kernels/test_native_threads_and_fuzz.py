@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 
 from framegate.benchmarks.fuzz import REGRESSIONS, run_fuzzer
@@ -29,9 +30,10 @@ def test_kernels_are_race_free_under_thread_sanitizer_with_several_threads():
 
 
 def test_feature_window_survives_bounded_libfuzzer_campaign(tmp_path):
-    assert any(REGRESSIONS.iterdir()), "the regression inputs are replayed on every run"
+    regressions = Path(__file__).resolve().parents[2] / REGRESSIONS
+    assert any(regressions.iterdir()), "the regression inputs are replayed on every run"
     binary = checks_build("fuzz") / "feature_window_fuzz"
-    result = run_fuzzer(binary, seconds=FUZZ_SECONDS, workdir=tmp_path / "run")
+    result = run_fuzzer(binary, regressions=regressions, seconds=FUZZ_SECONDS, workdir=tmp_path / "run")
     assert result.returncode == 0, result.log_tail
     assert not list((tmp_path / "run").glob("crash-*"))
     assert result.executions > 10_000, result.log_tail  # it really ran, not just started
