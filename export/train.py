@@ -20,6 +20,7 @@ import jiwer
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
@@ -44,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     grad_clip: float = 5.0
     ctc_weight: float = 0.3
+    ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
     max_steps: int = 1_000_000
     max_hours: float = 1e9                # stop (with a checkpoint) after this much wall time
@@ -66,6 +68,8 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
+        if self.ctc_units not in ("tokens", "chars"):
+            raise ValueError(f"TrainConfig.ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
         if self.finetune_on:
             from framegate.export.corpus.manifest import speech_rows
 
@@ -84,6 +88,19 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
         return TrainConfig(model=model, **raw)  # relative paths are relative to the working directory
+
+
+CTC_CHARS = " 'abcdefghijklmnopqrstuvwxyz"  # normalized text's alphabet; CTC id = index + 1, 0 = blank
+
+
+def _char_targets(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded character ids (N, U) and lengths for the character CTC head."""
+    ids = [[CTC_CHARS.index(ch) + 1 for ch in text if ch in CTC_CHARS] for text in texts]
+    lengths = torch.tensor([len(i) for i in ids])
+    out = torch.zeros(len(ids), max(1, int(lengths.max())), dtype=torch.long)
+    for row, i in enumerate(ids):
+        out[row, :len(i)] = torch.tensor(i, dtype=torch.long)
+    return out, lengths
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -122,7 +139,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self._prepare_data()
         self.model = model_classes(cfg.model_type)[0](cfg.model)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
+        # A character CTC head belongs to training only (the trainer, not the exported model).
+        self.char_ctc = nn.Linear(cfg.model.joiner_dim, len(CTC_CHARS) + 1) if cfg.ctc_units == "chars" else None
+        self.opt = torch.optim.AdamW(self._parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
         if not self._resume():
@@ -135,6 +154,11 @@ class Trainer:
 
             self.ewc = for_finetuning(Path(cfg.corpus_dir), Path(cfg.init_from), self.work, cfg.ewc_lambda,
                                       cfg.fisher_utterances, cfg.seed, self.model, self.sp.encode, self._loss)
+
+    def _parameters(self) -> list[nn.Parameter]:
+        """Everything the optimizer trains: the model and the training-only heads."""
+        extra = list(self.char_ctc.parameters()) if self.char_ctc is not None else []
+        return list(self.model.parameters()) + extra
 
     @property
     def is_main(self) -> bool:
@@ -189,6 +213,7 @@ class Trainer:
         if not self.is_main:
             return
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
+                     char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
                      batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg))
         tmp = self._checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
@@ -211,8 +236,13 @@ class Trainer:
                 return False
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
+        if self.char_ctc is not None and state.get("char_ctc"):
+            self.char_ctc.load_state_dict(state["char_ctc"])
         if "opt" in state:
-            self.opt.load_state_dict(state["opt"])
+            try:
+                self.opt.load_state_dict(state["opt"])
+            except ValueError:  # the trained parameters changed (e.g. a char CTC head added): fresh moments
+                print(f"{path}: optimizer state does not fit the parameters; starting it afresh", flush=True)
             self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
         else:
             self.epoch, self.batch_in_epoch = state.get("epoch", 0) + 1, 0
@@ -255,8 +285,12 @@ class Trainer:
         dec = m.decoder(contexts)
         logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
         loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean")
-        ctc_lp = F.log_softmax(m.ctc_head(enc), dim=-1).transpose(0, 1)
-        loss_ctc = F.ctc_loss(ctc_lp, y, enc_len, tlen, blank=BLANK_ID, reduction="sum",
+        if self.char_ctc is None:
+            ctc_y, ctc_len, ctc_lp = y, tlen, F.log_softmax(m.ctc_head(enc), dim=-1)
+        else:
+            ctc_y, ctc_len = _char_targets([self.sp.decode(y[i, :n].tolist()) for i, n in enumerate(tlen.tolist())])
+            ctc_lp = F.log_softmax(self.char_ctc(enc), dim=-1)
+        loss_ctc = F.ctc_loss(ctc_lp.transpose(0, 1), ctc_y, enc_len, ctc_len, blank=BLANK_ID, reduction="sum",
                               zero_infinity=True) / len(lengths)
         loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
         parts = dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
@@ -315,7 +349,7 @@ class Trainer:
                 loss.backward()
                 if self.world > 1:
                     self._average_gradients()
-                gnorm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+                gnorm = float(torch.nn.utils.clip_grad_norm_(self._parameters(), cfg.grad_clip))
                 if math.isfinite(gnorm):
                     self.opt.step()
                 self.step += 1
@@ -347,12 +381,13 @@ class Trainer:
 
     def _average_gradients(self) -> None:
         """Data parallelism: every process steps with the mean gradient of all batches."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.model.parameters()]
+        params = self._parameters()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
         flat /= self.world
         offset = 0
-        for p, g in zip(self.model.parameters(), grads):
+        for p, g in zip(params, grads):
             p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
             offset += g.numel()
 
