@@ -14,7 +14,7 @@ import torch
 from framegate.engine.audio import read_audio
 from framegate.engine.features import compute_fbank
 from framegate.export.feature_cache import FeatureCache, read_manifest
-from framegate.export.train import TrainConfig, Trainer
+from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets
 
 TINY_MODEL = dict(vocab_size=40, conv_channels=8, d_model=32, rnn_hidden_size=48, num_layers=1,
                   joiner_dim=32, decoder_dim=32)
@@ -76,6 +76,26 @@ def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus:
     assert resumed.step == 4
 
 
+def test_character_targets_spell_the_text_with_blank_zero() -> None:
+    targets, lengths = _char_targets(["ab c", "it's"])
+    assert lengths.tolist() == [4, 4]
+    assert ["".join(CTC_CHARS[i - 1] for i in row[:n]) for row, n in zip(targets.tolist(), lengths.tolist())] == \
+        ["ab c", "it's"]
+    assert int(targets.min()) >= 0 and 0 not in targets[0, :4].tolist()
+
+
+def test_character_ctc_head_trains_and_resumes_with_the_model(tiny_corpus: Path, tmp_path: Path) -> None:
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "chars", max_steps=2, ctc_units="chars"))).train()
+    resumed = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "chars", max_steps=3, ctc_units="chars")))
+    saved = torch.load(tmp_path / "chars" / "checkpoint.pt", weights_only=False)["char_ctc"]
+    assert resumed.step == 2 and torch.equal(resumed.char_ctc.weight, saved["weight"])
+    x, lengths, y, tlen = resumed._collate([0, 1], False, np.random.default_rng(0))
+    loss, parts = resumed._loss(x, lengths, y, tlen)
+    loss.backward()
+    assert parts["ctc"] > 0 and resumed.char_ctc.weight.grad is not None
+    assert resumed.model.ctc_head.weight.grad is None  # the token CTC head is not trained then
+
+
 def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path, tmp_path: Path) -> None:
     cfg = _config(tmp_path, tiny_corpus, "ddp", max_steps=3, max_batch_frames=800)
     Trainer(TrainConfig.load(cfg))  # prepare features once, outside the workers
@@ -83,7 +103,7 @@ def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path
     script.write_text(
         "import os, sys, torch\n"
         "from pathlib import Path\n"
-        "from framegate.export.train import TrainConfig, Trainer\n"
+        "from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets\n"
         "t = Trainer(TrainConfig.load(Path(sys.argv[1])))\n"
         "t.train()\n"
         "flat = torch.cat([p.detach().reshape(-1) for p in t.model.parameters()])\n"
