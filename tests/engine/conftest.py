@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from framegate.engine.recognizer import DEFAULT_BUNDLE
-
 SPOKEN_TEXT = "the quick brown fox jumps over the lazy dog"
 
 
@@ -33,8 +31,9 @@ def two_utterances_wav(spoken_wav: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def live_bundle(request: pytest.FixtureRequest) -> Path:
-    """The shipped default bundle when it exists (real words), else the tiny random bundle."""
-    if DEFAULT_BUNDLE.is_dir():
-        return DEFAULT_BUNDLE
-    return request.getfixturevalue("tiny_bundle")
+def live_bundle(tiny_bundle: Path) -> Path:
+    """The tiny random bundle: it emits tokens on any speech, so partial text is never empty.
+
+    The shipped default bundle is still an early checkpoint that may emit nothing (see its
+    model card); switch to it here once it transcribes the fixture utterance."""
+    return tiny_bundle

@@ -10,7 +10,7 @@ import pytest
 
 from framegate.engine.bundle import Bundle
 from framegate.engine.errors import BundleError
-from framegate.engine.recognizer import DEFAULT_BUNDLE, Recognizer
+from framegate.engine.recognizer import Recognizer
 
 
 @pytest.fixture
@@ -144,7 +144,9 @@ def test_missing_manifest_field_is_named(bundle_copy):
         Bundle.load(bundle_copy)
 
 
-@pytest.mark.skipif(DEFAULT_BUNDLE.exists(), reason="a default bundle is installed")
-def test_missing_default_bundle_tells_how_to_get_one():
+def test_missing_default_bundle_tells_how_to_get_one(tmp_path, monkeypatch):
+    import framegate.engine.recognizer as recognizer_module
+
+    monkeypatch.setattr(recognizer_module, "DEFAULT_BUNDLE", tmp_path / "not-installed")
     with pytest.raises(BundleError, match="framegate export --checkpoint"):
         Recognizer()
