@@ -18,7 +18,7 @@ def machine_info() -> dict:
     import os
 
     return {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "python": platform.python_version()}
+            "python": platform.python_version(), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def write_report(path: Path, report: dict, figure) -> Path:

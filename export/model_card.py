@@ -25,7 +25,8 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
     lines = [
         f"# Model card: {bundle.name}",
         "",
-        f"Streaming LSTM transducer: conv subsampling x{enc['subsampling']}, {enc['num_layers']} projected LSTM "
+        f"Streaming LSTM transducer: conv subsampling x{enc['subsampling']}, {enc['num_layers']} "
+        f"{'projected ' if enc['rnn_hidden_size'] != enc['d_model'] else ''}LSTM "
         f"layers (d_model {enc['d_model']}, hidden {enc['rnn_hidden_size']}), stateless decoder (context "
         f"{dec['context_size']}), {dec['vocab_size']} BPE tokens. Chunk {enc['chunk_frames'] * 10} ms + lookahead "
         f"{enc['lookahead_frames'] * 10} ms = {latency_ms} ms algorithmic latency. Bundle size {size_mb:.1f} MB.",
@@ -53,7 +54,9 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
                      f"{_pct(f['ci95'][0]) + ' - ' + _pct(f['ci95'][1]) if f['words'] else '-'} |")
     lines += ["", "## Speed",
               f"Real-time factor {wer['rtf']:.4f} on {wer['onnx_threads']} ONNX Runtime thread(s) "
-              f"({wer['machine']['machine']}, fbank and decoding included, audio fed in 100 ms blocks)."]
+              f"({wer['machine']['machine']}, {wer['machine']['cpus']} cores, load average "
+              f"{wer['machine'].get('load_average_1min', 'not recorded')} at the end of the run; fbank and decoding "
+              f"included, audio fed in 100 ms blocks)."]
     if real_speech:
         lines += ["", "## Real human speech (alsa-utils recorded prompts, 17 words: a sanity check, not a test set)",
                   "| engine | WER | RTF |", "|---|---|---|"]
