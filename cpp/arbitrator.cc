@@ -13,17 +13,6 @@ namespace {
 
 std::size_t Size(int a) { return static_cast<std::size_t>(a); }
 
-// out (n x cols) = relu?(out + bias) row by row.
-void AddBias(float* out, int n, int cols, const std::vector<float>& bias,
-             bool relu) {
-  for (int t = 0; t < n; ++t) {
-    float* row = out + static_cast<std::ptrdiff_t>(t) * cols;
-    for (int j = 0; j < cols; ++j) {
-      const float v = row[j] + bias[Size(j)];
-      row[j] = relu ? std::max(v, 0.0f) : v;
-    }
-  }
-}
 
 void CheckSizes(std::initializer_list<std::pair<const char*, int>> sizes,
                 const char* where) {

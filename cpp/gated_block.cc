@@ -23,17 +23,6 @@ std::ptrdiff_t Off(std::size_t row, int width) {
   return static_cast<std::ptrdiff_t>(row) * width;
 }
 
-// out (n x cols) += bias per row, then relu if asked.
-void AddBias(float* out, int n, int cols, const std::vector<float>& bias,
-             bool relu) {
-  for (int t = 0; t < n; ++t) {
-    float* row = out + static_cast<std::ptrdiff_t>(t) * cols;
-    for (int j = 0; j < cols; ++j) {
-      const float v = row[j] + bias[Size(j)];
-      row[j] = relu ? std::max(v, 0.0f) : v;
-    }
-  }
-}
 
 // x[rows[j]] += out[j] + bias: the scatter back onto the residual stream.
 void ScatterAdd(const float* out, const std::vector<int>& rows, int d,

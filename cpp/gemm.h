@@ -9,7 +9,9 @@
 #ifndef FRAMEGATE_CPP_GEMM_H_
 #define FRAMEGATE_CPP_GEMM_H_
 
+#include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS) || defined(FRAMEGATE_BLAS_CBLAS)
 #include <cblas.h>
@@ -46,6 +48,19 @@ inline void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
     }
   }
 #endif
+}
+
+// out (n x cols) = out + bias per row, then max(., 0) if `relu`: the epilogue of a
+// GEMM with a bias, shared by every kernel that follows Sgemm with one.
+inline void AddBias(float* out, int n, int cols, const std::vector<float>& bias,
+                    bool relu) {
+  for (int t = 0; t < n; ++t) {
+    float* row = out + static_cast<std::ptrdiff_t>(t) * cols;
+    for (int j = 0; j < cols; ++j) {
+      const float v = row[j] + bias[static_cast<std::size_t>(j)];
+      row[j] = relu ? std::max(v, 0.0f) : v;
+    }
+  }
 }
 
 // Threads the BLAS may use for one GEMM, process-wide (scipy-openblas32

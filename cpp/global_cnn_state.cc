@@ -35,18 +35,6 @@ void CheckTensor(const std::vector<float>& t, std::size_t expected, int block,
   }
 }
 
-// out (n x cols) += bias per row, then relu if asked.
-void AddBias(float* out, int n, int cols, const std::vector<float>& bias,
-             bool relu) {
-  for (int t = 0; t < n; ++t) {
-    float* row = out + static_cast<std::ptrdiff_t>(t) * cols;
-    for (int j = 0; j < cols; ++j) {
-      const float v = row[j] + bias[static_cast<std::size_t>(j)];
-      row[j] = relu ? std::max(v, 0.0f) : v;
-    }
-  }
-}
-
 }  // namespace
 
 void GlobalCnnConfig::Validate() const {
