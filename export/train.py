@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 1
     feature_workers: int = 2
     init_from: str = ""                   # warm start: a weights checkpoint (its bpe.model beside it)
+    init_parts: str = "all"               # "all", or "encoder": keep only its encoder (new tokens, new heads)
     finetune_on: str = ""                 # fine-tune init_from on this manifest instead of train.jsonl
     ewc_lambda: float = 0.0               # with finetune_on: EWC strength (export/ewc.py); 0 = plain
     fisher_utterances: int = 500          # original training utterances the EWC Fisher is estimated on
@@ -68,6 +69,8 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
+        if self.init_parts not in ("all", "encoder"):
+            raise ValueError(f"TrainConfig.init_parts must be 'all' or 'encoder', got {self.init_parts!r}")
         if self.ctc_units not in ("tokens", "chars"):
             raise ValueError(f"TrainConfig.ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
         if self.finetune_on:
@@ -172,7 +175,7 @@ class Trainer:
         corpus = Path(self.cfg.corpus_dir)
         bpe_path = self.work / "bpe.model"
         if self.is_main:
-            if self.cfg.init_from and not bpe_path.exists():  # the warm start's token ids
+            if self.cfg.init_from and self.cfg.init_parts == "all" and not bpe_path.exists():  # its token ids
                 shutil.copyfile(Path(self.cfg.init_from).parent / "bpe.model", bpe_path)
             if not bpe_path.exists():
                 texts = [r["text"] for r in read_manifest(corpus / "train.jsonl") if r["text"]]
@@ -196,8 +199,18 @@ class Trainer:
 
     def _warm_start(self, path: Path) -> None:
         """Start from another model's weights; only parameters this model adds (e.g. arbitrators)
-        may be missing from it, and nothing of it may be left unused."""
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        may be missing from it, and nothing of it may be left unused. With init_parts "encoder"
+        only its encoder (and character CTC head) is kept: a new token set reuses the slow part."""
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        state = saved["model"]
+        if self.cfg.init_parts == "encoder":
+            self.model.encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
+                                                if k.startswith("encoder.")})
+            if self.char_ctc is not None and saved.get("char_ctc"):
+                self.char_ctc.load_state_dict(saved["char_ctc"])
+            if self.is_main:
+                print(f"warm start from {path}: encoder only", flush=True)
+            return
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         added = [k for k in missing if "arbitrator" not in k]
         if added or unexpected:
@@ -222,6 +235,7 @@ class Trainer:
     def save_weights(self, path: Path) -> None:
         """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
         torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model),
+                        char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
                         model_type=self.cfg.model_type, step=self.step, epoch=self.epoch,
                         train_seconds=self.train_seconds), path)
 
@@ -293,7 +307,7 @@ class Trainer:
         loss_ctc = F.ctc_loss(ctc_lp.transpose(0, 1), ctc_y, enc_len, ctc_len, blank=BLANK_ID, reduction="sum",
                               zero_infinity=True) / len(lengths)
         loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
-        parts = dict(rnnt=float(loss_rnnt), ctc=float(loss_ctc))
+        parts = dict(rnnt=float(loss_rnnt.detach()), ctc=float(loss_ctc.detach()))
         if self.ewc is not None:  # fine-tuning with EWC
             penalty = self.ewc.penalty(m)
             loss = loss + penalty
@@ -355,9 +369,10 @@ class Trainer:
                 self.step += 1
                 self.batch_in_epoch += 1
                 self.train_seconds = seconds_before + time.monotonic() - start
-                bar.set_postfix(loss=f"{float(loss):.3f}", rnnt=f"{parts['rnnt']:.3f}", step=self.step)
+                loss_value = float(loss.detach())
+                bar.set_postfix(loss=f"{loss_value:.3f}", rnnt=f"{parts['rnnt']:.3f}", step=self.step)
                 if log and self.step % 50 == 0:
-                    log.write(json.dumps(dict(step=self.step, loss=float(loss), **parts, grad_norm=gnorm,
+                    log.write(json.dumps(dict(step=self.step, loss=loss_value, **parts, grad_norm=gnorm,
                                               lr=_lr(self.step, cfg), t=time.monotonic() - start)) + "\n")
                     log.flush()
                 if self.step % cfg.eval_every_steps == 0 and self.is_main:

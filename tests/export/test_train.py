@@ -60,8 +60,8 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     resumed.train()
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
-    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "model_type", "step", "epoch",
-                                                "train_seconds"}
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "char_ctc", "model_type", "step",
+                                                "epoch", "train_seconds"}
 
 
 def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -74,6 +74,24 @@ def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus:
         assert torch.equal(tensor, kept["model"][name]), name
     resumed.train()
     assert resumed.step == 4
+
+
+def test_encoder_only_warm_start_keeps_the_encoder_and_learns_a_new_token_set(tiny_corpus: Path,
+                                                                             tmp_path: Path) -> None:
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "stage1", max_steps=2, ctc_units="chars"))).train()
+    source = torch.load(tmp_path / "stage1" / "weights_last.pt", weights_only=False)
+    cfg = _config(tmp_path, tiny_corpus, "stage2", max_steps=1, ctc_units="chars", init_parts="encoder",
+                  init_from=str(tmp_path / "stage1" / "weights_last.pt"))
+    cfg.write_text(cfg.read_text().replace("vocab_size = 40", "vocab_size = 30"))
+    stage2 = Trainer(TrainConfig.load(cfg))
+    assert stage2.sp.get_piece_size() == 30  # its own tokenizer, not the source's
+    for name, tensor in stage2.model.encoder.state_dict().items():
+        assert torch.equal(tensor, source["model"][f"encoder.{name}"]), name
+    for name, tensor in stage2.char_ctc.state_dict().items():
+        assert torch.equal(tensor, source["char_ctc"][name]), name
+    assert stage2.model.joiner.out.weight.shape[0] == 30
+    stage2.train()
+    assert stage2.step == 1
 
 
 def test_character_targets_spell_the_text_with_blank_zero() -> None:
