@@ -42,6 +42,6 @@ command -v "$PY" >/dev/null || PY=python3
 .venv/bin/python -m pip install -q --upgrade pip
 # torch 2.13.0 is the CPU build; pin it first so no extra pulls a CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q ".[train,bench,dev]"
+.venv/bin/python -m pip install -q ".[train,bench,dev,web]"
 # Sanitizer and fuzzing builds of the C++ kernels, so the tests only run them.
 cpp/build_checks.sh asan tsan fuzz >/dev/null

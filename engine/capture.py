@@ -5,7 +5,8 @@ at the source's native rate; the decoding worker takes them. The source side mus
 wait: PortAudio calls its callback on a real-time thread, and a callback that waits for a
 slow decoder makes the device drop audio behind our back. So `push` either queues a block
 or, when the backlog would exceed `capacity_s`, drops it and counts it: decoding that
-falls behind is always visible (`CaptureStats`), never silent.
+falls behind is always visible (`CaptureStats`), never silent. So is a device that went
+away and came back: the time it was away is counted as a gap (`device_lost`, `device_back`).
 
 Every counter has one writer (producer or consumer), so no lock is needed beyond the
 queue's own; readers may see a value one block old, which is what a status line needs.
@@ -36,6 +37,9 @@ class CaptureStats:
     dropped_blocks: int
     overflows: int  # blocks the device itself reported as overflowed (audio lost before us)
     backlog_samples: int  # queued, not yet taken by the decoder
+    gap_samples: int = 0  # while the device was lost, until it was reopened (estimated from the clock)
+    reconnects: int = 0  # times the device was lost and reopened
+    reconnecting: bool = False  # the device is lost now and being reopened
 
     @property
     def captured_s(self) -> float:
@@ -43,7 +47,18 @@ class CaptureStats:
 
     @property
     def dropped_s(self) -> float:
+        """Audio refused because decoding fell behind."""
         return self.dropped_samples / self.sample_rate
+
+    @property
+    def gap_s(self) -> float:
+        """Audio missed while the device was lost."""
+        return self.gap_samples / self.sample_rate
+
+    @property
+    def lost_s(self) -> float:
+        """All audio the decoder never saw: dropped, plus gaps while the device was lost."""
+        return (self.dropped_samples + self.gap_samples) / self.sample_rate
 
     @property
     def lag_s(self) -> float:
@@ -55,7 +70,8 @@ class CaptureBuffer:
     """Bounded single-producer, single-consumer queue of mono float32 blocks.
 
     The producer calls `push` (never blocks) and, once, `finish` (end of input, with the
-    error that ended it if any). The consumer calls `take` until `drained`.
+    error that ended it if any); a device source also reports `device_lost` and `device_back`
+    around a reconnection. The consumer calls `take` until `drained`.
     """
 
     def __init__(self, sample_rate: int, capacity_s: float = DEFAULT_CAPACITY_S) -> None:
@@ -71,6 +87,9 @@ class CaptureBuffer:
         self._dropped = 0
         self._dropped_blocks = 0
         self._overflows = 0
+        self._gap = 0
+        self._reconnects = 0
+        self._reconnecting = False
         # consumer-written
         self._taken = 0
 
@@ -89,6 +108,16 @@ class CaptureBuffer:
             self._dropped_blocks += 1
         self._pushed += n
         return accepted
+
+    def device_lost(self) -> None:
+        """The device stopped delivering; blocks come again after `device_back`."""
+        self._reconnecting = True
+
+    def device_back(self, gap_samples: int) -> None:
+        """The device was reopened; `gap_samples` of audio passed while it was lost."""
+        self._gap += gap_samples
+        self._reconnects += 1
+        self._reconnecting = False
 
     def finish(self, error: FramegateError | None = None) -> None:
         """No more blocks will come; `error` says why if the input failed. Later calls are ignored."""
@@ -122,7 +151,9 @@ class CaptureBuffer:
         return CaptureStats(sample_rate=self.sample_rate, captured_samples=self._pushed,
                             dropped_samples=self._dropped, dropped_blocks=self._dropped_blocks,
                             overflows=self._overflows,
-                            backlog_samples=max(0, self._pushed - self._dropped - self._taken))
+                            backlog_samples=max(0, self._pushed - self._dropped - self._taken),
+                            gap_samples=self._gap, reconnects=self._reconnects,
+                            reconnecting=self._reconnecting)
 
 
 class FileSource:

@@ -1,6 +1,6 @@
 """`framegate`: the one command-line dispatcher.
 
-Verbs: transcribe and mic (device path), corpus build, train, export (torch side). Torch-side
+Verbs: transcribe, mic and web (device path), corpus build, train, export (torch side). Torch-side
 modules are imported inside their verbs, so `framegate transcribe` never loads torch.
 User errors (every FramegateError, OSError on paths the user named) print one line,
 `framegate: error: ...`, and exit with status 2; no traceback.
@@ -8,13 +8,19 @@ User errors (every FramegateError, OSError on paths the user named) print one li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from framegate.engine.errors import FramegateError
+from framegate.engine.transcript_json import segment_record
+
+if TYPE_CHECKING:
+    from framegate.engine.recognizer import Recognizer
 
 EXIT_USER_ERROR = 2
 BLOCK_SECONDS = 0.1  # file blocks per accept_waveform: what a live source would deliver
@@ -32,16 +38,6 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
-
-
-def segment_record(segment) -> dict:
-    """A segment in `transcribe --json`: channel, start, end (seconds), text; for every bundle type.
-
-    Single-channel bundles list their endpointed utterances (when there are two or more) on
-    channel 0; two-channel ("sts") bundles always list their speaker turns, each on the output
-    channel that decoded it, opened at <sot> and closed at <eot>."""
-    return {"channel": segment.channel, "start": round(segment.start_s, 6), "end": round(segment.end_s, 6),
-            "text": segment.text}
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -78,19 +74,10 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mic(args: argparse.Namespace) -> int:
-    """Live transcription from a microphone or, at real-time pace, from a file."""
-    from framegate.engine.capture import FileSource
-    from framegate.engine.live import LiveSession
-    from framegate.engine.live_view import CpuLoadMeter, LiveView
+def _live_recognizer(args: argparse.Namespace) -> Recognizer:
+    """The recognizer of a live verb (mic, web): one-channel bundles; --compute-threshold for gated ones."""
     from framegate.engine.recognizer import Recognizer
-    from framegate.engine.recording import SessionRecorder
 
-    if args.list_devices:
-        from framegate.engine.mic import list_input_devices
-
-        print("\n".join(list_input_devices()) or "no audio input devices found")
-        return 0
     recognizer = Recognizer(args.model, num_threads=args.threads)
     if recognizer.bundle.model_type == "sts":
         raise FramegateError(f"bundle '{recognizer.bundle.path}' is a two-channel separator-transducer-segmenter; "
@@ -103,6 +90,24 @@ def _mic(args: argparse.Namespace) -> int:
         raise FramegateError(f"bundle '{recognizer.bundle.path}' has no compute dial: it is a dense LSTM "
                              "transducer that runs every part for every frame; --compute-threshold applies "
                              "to gated bundles only")
+    return recognizer
+
+
+def _mic(args: argparse.Namespace) -> int:
+    """Live transcription from a microphone or, at real-time pace, from a file."""
+    from framegate.engine.capture import FileSource
+    from framegate.engine.live import LiveSession
+    from framegate.engine.live_view import CpuLoadMeter, LiveView
+    from framegate.engine.recording import SessionRecorder
+    from framegate.engine.terminal_keys import terminal_keys
+
+    if args.list_devices:
+        from framegate.engine.mic import list_input_devices
+
+        print("\n".join(list_input_devices()) or "no audio input devices found")
+        return 0
+    recognizer = _live_recognizer(args)
+    gated = recognizer.bundle.model_type == "gated_transformer"
     if args.from_file is not None:
         source = FileSource(args.from_file)
     else:
@@ -111,7 +116,28 @@ def _mic(args: argparse.Namespace) -> int:
         source = DeviceSource(parse_device(args.device))
     recorder = SessionRecorder(args.save, source.sample_rate) if args.save is not None else None
     meter = None if gated else CpuLoadMeter()  # None: the session's stream reports the parts it runs
-    LiveSession(recognizer, source, LiveView(sys.stdout), meter, recorder).run()
+    # Gated bundles: keys turn the compute threshold live, read only where the status line shows it.
+    with terminal_keys(sys.stdin) if sys.stdout.isatty() else contextlib.nullcontext() as keys:
+        LiveSession(recognizer, source, LiveView(sys.stdout), meter, recorder, keys).run()
+    return 0
+
+
+def _web(args: argparse.Namespace) -> int:
+    """The live demo in a browser: a page and its WebSocket endpoint on localhost, until Ctrl-C."""
+    try:
+        from framegate.engine.web_demo import serve_web_demo
+    except ImportError as e:
+        raise FramegateError(f"the browser demo needs the 'websockets' package ({e}); "
+                             "install it with: pip install 'framegate[web]'") from None
+    server = serve_web_demo(_live_recognizer(args), args.port)
+    host, port = server.socket.getsockname()[:2]
+    print(f"framegate web: open http://{host}:{port}/ in a browser (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
     return 0
 
 
@@ -331,9 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, default=None, metavar="FILE",
                    help="write the captured audio to FILE (.wav) and its JSON transcript beside it")
     p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
-                   help="arbitrator threshold of a gated bundle (a compute dial; dense bundles have none)")
+                   help="arbitrator threshold of a gated bundle (a compute dial; dense bundles have none); "
+                        "on a terminal, + and - (or ] and [) turn it live in steps of 0.05")
     p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
     p.set_defaults(run=_mic)
+
+    p = verbs.add_parser("web", help="the live demo in a browser: a page on localhost streams the microphone")
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
+                   help="bundle directory (default: the bundle shipped with the engine)")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
+                   help="arbitrator threshold of a gated bundle; the page's +/- buttons turn it live")
+    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
+    p.set_defaults(run=_web)
 
     p = verbs.add_parser("corpus", help="offline synthetic corpus")
     corpus_verbs = p.add_subparsers(dest="corpus_verb", required=True, metavar="VERB")

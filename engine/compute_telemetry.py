@@ -78,7 +78,7 @@ class ComputeTelemetry:
 
 class GatedComputeMeter:
     """The live view's `ComputeMeter` for a gated stream: the fraction of dense encoder MACs the
-    last `window_chunks` chunks executed."""
+    last `window_chunks` chunks executed (`read`), and of gated parts they ran (`parts_on`)."""
 
     label = "enc"
 
@@ -86,7 +86,17 @@ class GatedComputeMeter:
         self._telemetry = telemetry
         self._window = window_chunks
 
+    def _recent(self) -> list[ChunkCompute]:
+        return list(self._telemetry.history)[-self._window:]
+
     def read(self) -> float:
-        recent = list(self._telemetry.history)[-self._window:]
+        recent = self._recent()
         dense = sum(c.dense_macs for c in recent)
         return sum(c.macs for c in recent) / dense if dense else 0.0
+
+    def parts_on(self) -> float:
+        """Fraction of gated parts (every layer, attention and feed-forward) the recent chunks ran,
+        weighted by their frames; 0.0 before any chunk."""
+        recent = self._recent()
+        frames = sum(c.frames for c in recent)
+        return sum(c.parts_on * c.frames for c in recent) / frames if frames else 0.0

@@ -11,20 +11,26 @@ line) and the session returns normally.
 A source that fails mid-stream (a device unplugged, a file that stops decoding) ends
 the buffer with its error: the worker still finalizes what it has, then `run` raises
 the error, so the user sees the transcript and one line saying what happened.
+
+Keys (optional, `keys`): the main thread's wait doubles as the key reader; it hands what
+was typed to the worker, which owns the stream and applies dial keys (`ComputeDial`)
+between decodes, so a new compute threshold applies from the stream's next chunk.
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from framegate.engine.capture import CaptureBuffer, CaptureStats
-from framegate.engine.compute_telemetry import GatedComputeMeter
-from framegate.engine.live_view import ComputeMeter, CpuLoadMeter, FinalLine, LiveView, format_status
+from framegate.engine.compute_dial import HINT, ComputeDial
+from framegate.engine.compute_telemetry import ComputeTelemetry, GatedComputeMeter
+from framegate.engine.live_view import ComputeMeter, CpuLoadMeter, DialReading, FinalLine, format_status
 from framegate.engine.recognizer import Recognizer
 from framegate.engine.recording import SessionRecorder
-from framegate.engine.stream import Result, tokens_to_text
+from framegate.engine.stream import Result, Stream, tokens_to_text
 
 REFRESH_S = 0.1  # the status line is redrawn at least this often while audio flows
 
@@ -41,6 +47,24 @@ class LiveSource(Protocol):
     def stop(self) -> None: ...
 
 
+class View(Protocol):
+    """Where a session shows itself: `LiveView` on a terminal, `WebView` (engine/web_demo.py) in a browser."""
+
+    def show_status(self, status: str, partial: str) -> None: ...
+
+    def show_final(self, line: FinalLine) -> None: ...
+
+    def show_notice(self, text: str) -> None: ...
+
+    def close(self, summary: str) -> None: ...
+
+
+class KeySource(Protocol):
+    """Key presses, e.g. `TerminalKeys`: `read` returns what was typed, waiting up to `timeout_s`."""
+
+    def read(self, timeout_s: float) -> str: ...
+
+
 @dataclass(frozen=True)
 class LiveTranscript:
     """What a session produced: finalized utterances and the capture's accounting."""
@@ -48,6 +72,7 @@ class LiveTranscript:
     lines: list[FinalLine]
     stats: CaptureStats
     interrupted: bool  # ended by Ctrl-C rather than by the end of the input
+    compute: ComputeTelemetry | None  # a gated stream's: parts run and threshold, per chunk
 
     @property
     def text(self) -> str:
@@ -65,16 +90,19 @@ def partial_text(result: Result) -> str:
 class LiveSession:
     """One run of the live pipeline; `run` blocks until the input ends or Ctrl-C."""
 
-    def __init__(self, recognizer: Recognizer, source: LiveSource, view: LiveView, meter: ComputeMeter | None,
-                 recorder: SessionRecorder | None = None) -> None:
+    def __init__(self, recognizer: Recognizer, source: LiveSource, view: View, meter: ComputeMeter | None,
+                 recorder: SessionRecorder | None = None, keys: KeySource | None = None) -> None:
         """meter None: a gated bundle's stream reports the fraction of encoder MACs it runs
-        (GatedComputeMeter); other bundles show the process's CPU load."""
+        (GatedComputeMeter); other bundles show the process's CPU load. keys None: no key reading."""
         self._recognizer = recognizer
         self._source = source
         self._view = view
         self._meter = meter
         self._recorder = recorder
+        self._keys = keys
+        self._pressed: queue.SimpleQueue[str] = queue.SimpleQueue()  # main thread -> worker
         self._lines: list[FinalLine] = []
+        self._compute: ComputeTelemetry | None = None
         self._failure: BaseException | None = None
         # Waited on instead of Thread.join: in Python 3.11 a Ctrl-C landing inside join()
         # can mark a still-running thread as stopped (bpo-45274's fix releases its lock).
@@ -87,8 +115,11 @@ class LiveSession:
         interrupted = False
         try:
             self._source.start()
-            while not self._done.wait(0.1):
-                pass
+            while not self._done.is_set():
+                if self._keys is None:
+                    self._done.wait(0.1)
+                elif pressed := self._keys.read(0.1):
+                    self._pressed.put(pressed)
         except KeyboardInterrupt:
             interrupted = True
         finally:  # also when the source fails to start: the worker finishes the (empty) transcript
@@ -98,17 +129,22 @@ class LiveSession:
             raise self._failure
         if self._source.buffer.error is not None:
             raise self._source.buffer.error
-        return LiveTranscript(lines=list(self._lines), stats=self._source.buffer.stats(), interrupted=interrupted)
+        return LiveTranscript(lines=list(self._lines), stats=self._source.buffer.stats(), interrupted=interrupted,
+                              compute=self._compute)
 
     def _decode_until_drained(self) -> None:
         try:
             stream = self._recognizer.create_stream()
-            if self._meter is None:
-                telemetry = stream.compute_telemetry
-                self._meter = GatedComputeMeter(telemetry) if telemetry is not None else CpuLoadMeter()
+            self._compute = stream.compute_telemetry
+            gated_meter = GatedComputeMeter(self._compute) if self._compute is not None else None
+            meter = self._meter or gated_meter or CpuLoadMeter()
+            dial = ComputeDial()
+            if self._keys is not None and gated_meter is not None:
+                self._view.show_notice(HINT)
             buffer = self._source.buffer
-            partial, shown_partial, shown_at = "", "", 0.0
+            partial, shown, shown_at = "", ("", ""), 0.0
             while not buffer.drained:
+                self._apply_keys(dial, stream)
                 blocks = buffer.take(timeout_s=REFRESH_S)
                 for block in blocks:
                     stream.accept_waveform(self._source.sample_rate, block)
@@ -119,10 +155,12 @@ class LiveSession:
                     result = stream.result
                     self._show_new_finals(result)
                     partial = partial_text(result)
-                if partial != shown_partial or time.perf_counter() - shown_at >= REFRESH_S:
-                    self._view.show_status(format_status(self._meter.label, self._meter.read(), buffer.stats()),
-                                           partial)
-                    shown_partial, shown_at = partial, time.perf_counter()
+                reading = None if gated_meter is None else DialReading(gated_meter.parts_on(),
+                                                                          stream.compute_threshold)
+                status = format_status(meter.label, meter.read(), buffer.stats(), reading)
+                if (status, partial) != shown or time.perf_counter() - shown_at >= REFRESH_S:
+                    self._view.show_status(status, partial)
+                    shown, shown_at = (status, partial), time.perf_counter()
             stream.input_finished()
             self._recognizer.decode(stream)
             self._show_new_finals(stream.result)
@@ -130,6 +168,8 @@ class LiveSession:
             summary = (f"captured {stats.captured_s:.1f} s from {self._source.description}; "
                        f"dropped {stats.dropped_s:.2f} s ({stats.dropped_blocks} blocks) because decoding "
                        f"fell behind; device overflows {stats.overflows}")
+            if stats.reconnects:
+                summary += f"; device reconnected {stats.reconnects}x, {stats.gap_s:.2f} s missed while away"
             if self._recorder is not None:
                 saved = self._recorder.finish(self._lines, stats)
                 summary += f"; saved {self._recorder.wav_path} and {saved}"
@@ -139,9 +179,21 @@ class LiveSession:
         finally:
             self._done.set()
 
+    def _apply_keys(self, dial: ComputeDial, stream: Stream) -> None:
+        """Keys typed since the last look, applied on the worker (the stream's one user)."""
+        while True:
+            try:
+                pressed = self._pressed.get_nowait()
+            except queue.Empty:
+                return
+            for key in pressed:
+                if (notice := dial.press(stream, key)) is not None:
+                    self._view.show_notice(notice)
+
     def _show_new_finals(self, result: Result) -> None:
         for segment in result.segments[len(self._lines):]:
-            line = FinalLine(text=segment.text, start_s=segment.start_s, end_s=segment.end_s)
+            line = FinalLine(text=segment.text, start_s=segment.start_s, end_s=segment.end_s,
+                             channel=segment.channel)
             self._lines.append(line)
             self._view.show_final(line)
 

@@ -8,8 +8,9 @@ terminal (a pipe, a file) only finalized lines and the closing summary are writt
 
 The meter shows a `ComputeMeter`'s reading: what fraction of its compute budget the
 engine is using now. For the LSTM bundles that is the process's CPU load (`CpuLoadMeter`);
-a gated bundle's stream can report the fraction of encoder parts running by providing
-another `ComputeMeter`, and the view draws it the same way under its own label.
+a gated bundle's stream reports the fraction of dense encoder MACs it runs, and beside it
+the dial (`DialReading`): the fraction of gated encoder parts running and the threshold
+the keys turn. Notices (a key hint, a key that does nothing here) are permanent lines.
 """
 from __future__ import annotations
 
@@ -61,15 +62,30 @@ class FinalLine:
     text: str
     start_s: float
     end_s: float
+    channel: int = 0
+
+
+@dataclass(frozen=True)
+class DialReading:
+    """A gated stream's compute dial as shown: the fraction of its gated encoder parts that ran
+    recently, and the threshold its next chunk runs with."""
+
+    parts_on: float
+    threshold: float
 
 
 def format_final(line: FinalLine) -> str:
     return f"[{line.start_s:7.2f} - {line.end_s:7.2f}] {line.text}"
 
 
-def format_status(meter_label: str, meter_fraction: float, stats: CaptureStats) -> str:
-    return (f"{meter_label} {100 * meter_fraction:3.0f}% | lag {stats.lag_s:4.1f} s | "
-            f"dropped {stats.dropped_s:.2f} s")
+def format_status(meter_label: str, meter_fraction: float, stats: CaptureStats,
+                  dial: DialReading | None = None) -> str:
+    """Meter (and dial), lag, audio the decoder never saw; a lost device says it is reconnecting."""
+    meter = f"{meter_label} {100 * meter_fraction:3.0f}%"
+    if dial is not None:
+        meter += f" parts {100 * dial.parts_on:3.0f}% thr {dial.threshold:.2f}"
+    status = f"{meter} | lag {stats.lag_s:4.1f} s | dropped {stats.lost_s:.2f} s"
+    return status + " | device lost, reconnecting..." if stats.reconnecting else status
 
 
 class LiveView:
@@ -95,14 +111,20 @@ class LiveView:
         self._out.flush()
         self._status_shown = True
 
-    def show_final(self, line: FinalLine) -> None:
-        """Print a finalized utterance as a permanent line (replacing the in-place line)."""
-        self._out.write(f"{_ERASE_LINE if self._status_shown else ''}{format_final(line)}\n")
+    def _write_line(self, text: str) -> None:
+        """A permanent line, replacing the in-place line if one is shown."""
+        self._out.write(f"{_ERASE_LINE if self._status_shown else ''}{text}\n")
         self._out.flush()
         self._status_shown = False
 
+    def show_final(self, line: FinalLine) -> None:
+        """A finalized utterance with its times."""
+        self._write_line(format_final(line))
+
+    def show_notice(self, text: str) -> None:
+        """A message for the user: a key hint, a key that does nothing with this bundle."""
+        self._write_line(text)
+
     def close(self, summary: str) -> None:
-        """Replace the in-place line with the closing summary."""
-        self._out.write(f"{_ERASE_LINE if self._status_shown else ''}{summary}\n")
-        self._out.flush()
-        self._status_shown = False
+        """The closing summary, in place of the in-place line."""
+        self._write_line(summary)

@@ -2,8 +2,10 @@
 
 The wav holds exactly the blocks the decoder received, at the source's native rate, as
 32-bit float (no requantization), so `framegate transcribe FILE` reproduces the saved
-transcript. Audio dropped because decoding fell behind is not in the wav; the JSON says
-how much there was. The transcript goes beside the wav, same name with `.json`.
+transcript. Audio dropped because decoding fell behind, or missed while a lost device was
+reconnecting, is not in the wav; the JSON says how much there was. The transcript goes
+beside the wav, same name with `.json`; its segments have the shape `transcribe --json`
+gives them (engine/transcript_json.py).
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import soundfile as sf
 from framegate.engine.capture import CaptureStats
 from framegate.engine.errors import FramegateError
 from framegate.engine.live_view import FinalLine
+from framegate.engine.transcript_json import segment_record
 
-SCHEMA = 1
+SCHEMA = 2  # 2: segments in the shape of transcribe --json (with channel); device gap and reconnects
 
 
 def transcript_path(wav_path: Path) -> Path:
@@ -51,10 +54,11 @@ class SessionRecorder:
             "sample_rate": stats.sample_rate,
             "captured_s": round(stats.captured_s, 6),
             "dropped_s": round(stats.dropped_s, 6),
+            "device_gap_s": round(stats.gap_s, 6),
+            "device_reconnects": stats.reconnects,
             "device_overflows": stats.overflows,
             "text": " ".join(line.text for line in lines),
-            "segments": [{"text": line.text, "start": round(line.start_s, 6), "end": round(line.end_s, 6)}
-                         for line in lines],
+            "segments": [segment_record(line) for line in lines],
         }
         path = transcript_path(self.wav_path)
         path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

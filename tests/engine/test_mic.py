@@ -2,7 +2,8 @@
 
 No sound card exists on the test machines: `FakeMic` stands in for PortAudio, playing a
 spoken utterance into the callback in 20 ms blocks at real-time pace (or in a burst),
-and can fail the ways real devices fail (busy, bad rate, unplugged mid-stream).
+and can fail the ways real devices fail (busy, bad rate, unplugged mid-stream, and
+plugged back in). Keys come from `TimedKeys`, a stand-in for the terminal.
 """
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ import soundfile as sf
 
 sd = pytest.importorskip("sounddevice")
 
+from framegate.engine import mic as mic_module  # noqa: E402
 from framegate.engine.capture import CaptureBuffer  # noqa: E402
 from framegate.engine.cli import main  # noqa: E402
-from framegate.engine.errors import AudioDeviceError  # noqa: E402
+from framegate.engine.compute_dial import GATED_ONLY, HINT  # noqa: E402
 from framegate.engine.live import LiveSession  # noqa: E402
 from framegate.engine.live_view import CpuLoadMeter, FinalLine, LiveView  # noqa: E402
 from framegate.engine.mic import DeviceSource  # noqa: E402
 from framegate.engine.recognizer import Recognizer  # noqa: E402
+from framegate.engine.transcript_json import segment_record  # noqa: E402
 
 FAKE_NAME = "fake mic"
 
@@ -34,10 +37,11 @@ FAKE_NAME = "fake mic"
 class FakeInputStream:
     """What sounddevice.InputStream does with a callback, minus the hardware.
 
-    Plays `mic.audio` in `blocksize` blocks, paced like a device (or as fast as possible
-    when `mic.realtime` is False). At the end it either stops delivering and presses
-    Ctrl-C (a user ending the session) or, with `mic.unplug_after_s`, calls the finished
-    callback unasked, as PortAudio does when a device disappears.
+    Plays `mic.audio` from `mic.position` in `blocksize` blocks, paced like a device (or as
+    fast as possible when `mic.realtime` is False). At the end it either stops delivering
+    and presses Ctrl-C (a user ending the session) or, with `mic.unplug_after_s`, calls the
+    finished callback unasked, as PortAudio does when a device disappears; the device is
+    then gone for `mic.gone_for_opens` attempts to open it (None: for good).
     """
 
     def __init__(self, mic: FakeMic, *, device, samplerate, channels, dtype, blocksize, callback,
@@ -56,18 +60,21 @@ class FakeInputStream:
 
     def _play(self) -> None:
         mic, audio = self._mic, self._mic.audio
+        first = mic.position
         end = len(audio) if mic.unplug_after_s is None else round(mic.unplug_after_s * mic.rate)
         started = time.perf_counter()
-        for start in range(0, end, self._blocksize):
+        for start in range(first, end, self._blocksize):
             block = audio[start:min(start + self._blocksize, end)]
-            if mic.realtime and self._stop.wait(max(0.0, started + (start + len(block)) / mic.rate
+            if mic.realtime and self._stop.wait(max(0.0, started + (start - first + len(block)) / mic.rate
                                                     - time.perf_counter())):
                 return
             before = time.perf_counter()
             self._callback(block[:, np.newaxis].copy(), len(block), None, sd.CallbackFlags())
             mic.callback_s.append(time.perf_counter() - before)
+            mic.position = start + len(block)
         mic.last_block_at = time.perf_counter()
         if mic.unplug_after_s is not None:
+            mic.unplug_after_s, mic.failing_opens = None, mic.gone_for_opens
             self._finished_callback()
         else:
             _thread.interrupt_main()  # the user presses Ctrl-C once the utterance is over
@@ -84,7 +91,11 @@ class FakeMic:
 
     def __init__(self, audio: np.ndarray, rate: int, realtime: bool = True) -> None:
         self.audio, self.rate, self.realtime = audio, rate, realtime
+        self.position = 0  # next sample the microphone hears
         self.unplug_after_s: float | None = None
+        self.gone_for_opens: int | None = None  # after the unplug; None: it never comes back
+        self.failing_opens: int | None = 0
+        self.refreshes = 0  # PortAudio re-initializations (device list refreshes)
         self.open_error: Exception | None = None
         self.start_error: Exception | None = None
         self.streams: list[FakeInputStream] = []
@@ -94,20 +105,46 @@ class FakeMic:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeMic:
         monkeypatch.setattr(sd, "query_devices", self.query_devices)
         monkeypatch.setattr(sd, "InputStream", self.input_stream)
+        monkeypatch.setattr(sd, "_terminate", lambda: None)
+        monkeypatch.setattr(sd, "_initialize", self.refresh)
         return self
 
     def query_devices(self, device=None, kind=None):
         info = {"name": FAKE_NAME, "index": 0, "max_input_channels": 1, "default_samplerate": float(self.rate)}
         if kind is None:
             return [info]
-        if device not in (None, 0):
+        if device not in (None, 0, FAKE_NAME):
             raise ValueError(f"No input/output device matching {device!r}")
         return info
+
+    def refresh(self) -> None:
+        self.refreshes += 1
 
     def input_stream(self, **kwargs) -> FakeInputStream:
         if self.open_error is not None:
             raise self.open_error
+        if self.failing_opens is None or self.failing_opens > 0:
+            if self.failing_opens is not None:
+                self.failing_opens -= 1
+            raise sd.PortAudioError("Error opening InputStream: Invalid device", -9996)
         return FakeInputStream(self, **kwargs)
+
+
+class TimedKeys:
+    """The terminal as `LiveSession` reads it: each (after_s, keys) is typed once `after_s`
+    seconds have passed since the first read."""
+
+    def __init__(self, presses: list[tuple[float, str]]) -> None:
+        self._presses = sorted(presses)
+        self._started: float | None = None
+
+    def read(self, timeout_s: float) -> str:
+        now = time.perf_counter()
+        self._started = now if self._started is None else self._started
+        if self._presses and now - self._started >= self._presses[0][0]:
+            return self._presses.pop(0)[1]
+        time.sleep(min(timeout_s, 0.02))
+        return ""
 
 
 class RecordingView(LiveView):
@@ -121,6 +158,12 @@ class RecordingView(LiveView):
     def show_status(self, status: str, partial: str) -> None:
         self.partials.append((time.perf_counter(), partial))
         super().show_status(status, partial)
+
+
+@pytest.fixture(autouse=True)
+def quick_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnection attempts 0.05, 0.1 and 0.2 s after a loss, not seconds."""
+    monkeypatch.setattr(mic_module, "RECONNECT_DELAYS_S", (0.05, 0.1, 0.2))
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +258,11 @@ def test_save_writes_the_audio_and_a_transcript_that_transcribe_reproduces(
     assert record["text"] == transcribed and record["dropped_s"] == 0 and record["sample_rate"] == spoken[1]
     assert record["segments"][-1]["end"] == pytest.approx(len(saved) / rate, abs=0.02)
     assert transcribed in out  # the last partial was finalized on screen
+    # the segments have the shape `transcribe --json` gives them: one serializer for both
+    offline = [segment_record(s) for s in Recognizer(live_bundle).transcribe(saved, rate).segments]
+    assert [list(s) for s in record["segments"]] == [list(s) for s in offline] == [["channel", "start", "end",
+                                                                                   "text"]] * len(offline)
+    assert [(s["channel"], s["text"]) for s in record["segments"]] == [(s["channel"], s["text"]) for s in offline]
 
 
 def test_no_input_device_exits_2_with_one_line(monkeypatch, capsys, live_bundle):
@@ -244,12 +292,14 @@ def test_device_that_cannot_open_exits_2_with_one_line(monkeypatch, capsys, live
     assert_one_line_error(code, err, f"audio input device '{FAKE_NAME}' {needle}")
 
 
-def test_device_unplugged_mid_stream_finalizes_then_exits_2(monkeypatch, capsys, live_bundle, spoken):
+def test_device_unplugged_for_good_finalizes_then_exits_2(monkeypatch, capsys, live_bundle, spoken):
     mic = FakeMic(*spoken).install(monkeypatch)
     mic.unplug_after_s = 1.5
     code, out, err = run_mic(capsys, "--model", str(live_bundle))
-    assert_one_line_error(code, err, f"'{FAKE_NAME}' stopped delivering audio after 1.5 s (unplugged?)")
+    assert_one_line_error(code, err, f"'{FAKE_NAME}' stopped delivering audio after 1.5 s (unplugged?) "
+                                     "and was not back within 0 s")
     assert "Traceback" not in err
+    assert mic.refreshes == 3 and len(mic.streams) == 1  # every attempt re-listed the devices, none opened
     assert re.search(r"^\[ +0\.00 - +1\.50\] \S", out, re.MULTILINE)  # what was heard is kept
     assert "captured 1.5 s" in out.splitlines()[-1]
 
@@ -290,3 +340,53 @@ def test_status_line_keeps_the_newest_words_within_the_terminal_width(monkeypatc
     assert line.startswith("[cpu  12%] > ...") and line.endswith("word39") and len(line) <= 60 - 3
     view.show_final(FinalLine("hello there", 1.0, 2.5))
     assert out.getvalue().endswith("\r\x1b[2K[   1.00 -    2.50] hello there\n")
+
+
+def test_device_lost_mid_stream_is_reopened_and_the_gap_counted_as_dropped(monkeypatch, recognizer, spoken):
+    mic = FakeMic(*spoken).install(monkeypatch)
+    mic.unplug_after_s, mic.gone_for_opens = 1.0, 2  # unplugged at 1 s, back at the third attempt
+    view = RecordingView()
+    transcript = LiveSession(recognizer, DeviceSource(None), view, CpuLoadMeter()).run()
+
+    stats = transcript.stats
+    assert transcript.interrupted and len(mic.streams) == 2 and mic.refreshes == 3
+    assert stats.reconnects == 1 and not stats.reconnecting
+    assert stats.captured_samples == len(spoken[0]) and stats.dropped_samples == 0  # all heard, around the gap
+    assert 0.05 + 0.1 + 0.2 <= stats.gap_s < 1.5 and stats.lost_s == stats.gap_s
+    assert transcript.lines and transcript.lines[-1].end_s == pytest.approx(len(spoken[0]) / spoken[1], abs=0.02)
+    screen = view.text.getvalue()
+    assert "| device lost, reconnecting..." in screen
+    assert f"dropped {stats.gap_s:.2f} s" in screen.split("device lost, reconnecting...")[-1]
+    assert f"device reconnected 1x, {stats.gap_s:.2f} s missed while away" in screen.splitlines()[-1]
+
+
+def test_dial_keys_change_the_live_streams_threshold_from_its_next_chunk(monkeypatch, tiny_gated, spoken):
+    FakeMic(*spoken).install(monkeypatch)
+    recognizer = Recognizer(tiny_gated["feature"][1])
+    assert recognizer.create_stream().compute_threshold == 0.5
+    view = RecordingView()
+    keys = TimedKeys([(1.0, "]"), (1.2, "x+")])  # other keys do nothing
+    transcript = LiveSession(recognizer, DeviceSource(None), view, None, keys=keys).run()
+
+    thresholds = [chunk.threshold for chunk in transcript.compute.history]
+    changed_at = thresholds.index(0.55)
+    assert thresholds[:changed_at] == [0.5] * changed_at and thresholds[-1] == 0.6
+    assert thresholds == sorted(thresholds) and set(thresholds) == {0.5, 0.55, 0.6}
+    assert 10 < changed_at < len(thresholds) - 10  # pressed about 1 s into 3.4 s of audio
+    screen = view.text.getvalue()
+    assert screen.startswith(HINT + "\n")
+    shown = re.findall(r"\[enc +\d+% parts +(\d+)% thr (\d\.\d\d) \| lag", screen)
+    assert [t for i, (_, t) in enumerate(shown) if i == 0 or t != shown[i - 1][1]] == ["0.50", "0.55", "0.60"]
+    assert all(0 <= int(p) <= 100 for p, _ in shown)
+
+
+def test_dial_keys_on_a_bundle_without_gates_say_so_once(monkeypatch, recognizer, spoken):
+    samples, rate = spoken
+    FakeMic(samples[:rate], rate).install(monkeypatch)  # one second is enough
+    view = RecordingView()
+    transcript = LiveSession(recognizer, DeviceSource(None), view, CpuLoadMeter(),
+                             keys=TimedKeys([(0.0, "+"), (0.3, "]-")])).run()
+    assert transcript.compute is None and transcript.interrupted
+    screen = view.text.getvalue()
+    assert screen.count(GATED_ONLY) == 1 and HINT not in screen and " thr " not in screen
+
