@@ -6,6 +6,17 @@
 // Backed by a CBLAS when CMake found one (scipy-openblas32's prefixed
 // symbols, or a system cblas.h such as Debian's OpenBLAS for cross builds);
 // otherwise a plain loop, so the kernels still build on a board without BLAS.
+//
+// Products of at most FRAMEGATE_GEMV_MAX_ROWS rows of op(A) (a streaming
+// chunk's few frames, fewer still once gated) run as one BLAS matrix-vector
+// product per row: OpenBLAS's sgemm packs the whole weight matrix on every
+// call, which at 1-4 rows costs more than the multiply-adds. Measured on the
+// recipe-size gated encoder (benchmarks/README.md, "ARM"): under
+// qemu-aarch64 with Debian's OpenBLAS 0.3.21, sgemm took 2.6 instructions per
+// MAC at 1-frame chunks, 0.79 at 4, 0.49 at 16; per-row sgemv cut the 4-frame
+// chunks' instructions by 12 % dense and 33 % gated, and x86 wall time with
+// scipy-openblas32 went down too. Define FRAMEGATE_GEMV_MAX_ROWS=0 to
+// compare on a board (memory traffic there is not what qemu counts).
 #ifndef FRAMEGATE_CPP_GEMM_H_
 #define FRAMEGATE_CPP_GEMM_H_
 
@@ -17,11 +28,42 @@
 #include <cblas.h>
 #endif
 
+#ifndef FRAMEGATE_GEMV_MAX_ROWS
+#define FRAMEGATE_GEMV_MAX_ROWS 4
+#endif
+
 namespace framegate {
+
+#if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS) || defined(FRAMEGATE_BLAS_CBLAS)
+// c (1 x n) = alpha * a (1 x k) * op(B) + beta * c, through the BLAS's sgemv.
+inline void SgemvRow(bool trans_b, int n, int k, float alpha, const float* a,
+                     const float* b, int ldb, float beta, float* c) {
+  if (beta == 0.0f) std::fill(c, c + n, 0.0f);  // c may hold anything
+  // op(B) = B^T (B is n x k): c = B a; op(B) = B (k x n): c = B^T a.
+#if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS)
+  scipy_cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans,
+                    trans_b ? n : k, trans_b ? k : n, alpha, b, ldb, a, 1,
+                    beta, c, 1);
+#else
+  cblas_sgemv(CblasRowMajor, trans_b ? CblasNoTrans : CblasTrans,
+              trans_b ? n : k, trans_b ? k : n, alpha, b, ldb, a, 1, beta, c,
+              1);
+#endif
+}
+#endif
 
 inline void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha,
                   const float* a, int lda, const float* b, int ldb, float beta,
                   float* c, int ldc) {
+#if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS) || defined(FRAMEGATE_BLAS_CBLAS)
+  if (!trans_a && m <= FRAMEGATE_GEMV_MAX_ROWS) {
+    for (int i = 0; i < m; ++i) {
+      SgemvRow(trans_b, n, k, alpha, a + static_cast<std::ptrdiff_t>(i) * lda,
+               b, ldb, beta, c + static_cast<std::ptrdiff_t>(i) * ldc);
+    }
+    return;
+  }
+#endif
 #if defined(FRAMEGATE_BLAS_SCIPY_OPENBLAS)
   scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda,
