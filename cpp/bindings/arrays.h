@@ -9,6 +9,7 @@
 #define FRAMEGATE_CPP_BINDINGS_ARRAYS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -71,10 +72,11 @@ inline py::array CheckedFloat32(const py::handle& obj, const std::vector<py::ssi
   return Checked<float>(obj, dims, what, "float32");
 }
 
-// A copy of a checked float32 array (weights the C++ core keeps).
-inline std::vector<float> CopyFloat32(const py::handle& obj, const std::vector<py::ssize_t>& dims,
+// A copy of a checked float32 array (weights the C++ core keeps), with the
+// shape as the weight layouts give it (gated_encoder_layout.h, ...).
+inline std::vector<float> CopyFloat32(const py::handle& obj, const std::vector<std::int64_t>& dims,
                                       const std::string& what) {
-  const py::array a = CheckedFloat32(obj, dims, what);
+  const py::array a = CheckedFloat32(obj, std::vector<py::ssize_t>(dims.begin(), dims.end()), what);
   const auto* data = static_cast<const float*>(a.data());
   return std::vector<float>(data, data + a.size());
 }

@@ -21,6 +21,7 @@
 
 #include "arrays.h"
 #include "gated_encoder.h"
+#include "gated_encoder_layout.h"
 #include "gemm.h"
 #include "locked_state.h"
 
@@ -29,12 +30,14 @@ namespace py = pybind11;
 namespace framegate {
 namespace {
 
+// A gated-encoder weight Source (gated_encoder_layout.h) over a dict of
+// arrays keyed by tensor name.
 class TensorReader {
  public:
   explicit TensorReader(const py::dict& tensors) : tensors_(tensors) {}
 
   std::vector<float> Take(const std::string& name,
-                          const std::vector<py::ssize_t>& dims) {
+                          const std::vector<std::int64_t>& dims) {
     if (!tensors_.contains(name)) {
       throw std::invalid_argument("gated encoder weights: '" + name +
                                   "' is missing");
@@ -60,48 +63,8 @@ class TensorReader {
 
 GatedEncoderWeights ReadWeights(const GatedEncoderConfig& c,
                                 const py::dict& tensors) {
-  c.Validate();
-  TensorReader r(tensors);
-  const py::ssize_t d = c.d_model, f = c.ff_dim, h = c.arbitrator_hidden;
-  GatedEncoderWeights w;
-  for (int l = 0; l < c.num_layers; ++l) {
-    const std::string p = "block" + std::to_string(l) + ".";
-    GatedBlockWeights b;
-    b.norm_att_weight = r.Take(p + "norm_att_weight", {d});
-    b.norm_att_bias = r.Take(p + "norm_att_bias", {d});
-    b.qkv_weight = r.Take(p + "qkv_weight", {3 * d, d});
-    b.qkv_bias = r.Take(p + "qkv_bias", {3 * d});
-    b.att_out_weight = r.Take(p + "att_out_weight", {d, d});
-    b.att_out_bias = r.Take(p + "att_out_bias", {d});
-    b.norm_ff_weight = r.Take(p + "norm_ff_weight", {d});
-    b.norm_ff_bias = r.Take(p + "norm_ff_bias", {d});
-    b.ff1_weight = r.Take(p + "ff1_weight", {f, d});
-    b.ff1_bias = r.Take(p + "ff1_bias", {f});
-    b.ff2_weight = r.Take(p + "ff2_weight", {d, f});
-    b.ff2_bias = r.Take(p + "ff2_bias", {d});
-    w.blocks.push_back(std::move(b));
-    if (c.arbitrator == ArbitratorKind::kBlock) {
-      w.block_arbitrators.push_back(BlockArbitratorWeights{
-          r.Take(p + "arbitrator.hidden_weight", {h, d}),
-          r.Take(p + "arbitrator.hidden_bias", {h}),
-          r.Take(p + "arbitrator.out_weight", {2, h}),
-          r.Take(p + "arbitrator.out_bias", {2})});
-    }
-  }
-  if (c.arbitrator == ArbitratorKind::kFeature) {
-    const py::ssize_t g = c.NumGates(), k = c.arbitrator_kernel;
-    w.feature_arbitrator = FeatureArbitratorWeights{
-        r.Take("feature_arbitrator.conv_weight", {h, k, d}),
-        r.Take("feature_arbitrator.conv_bias", {h}),
-        r.Take("feature_arbitrator.out_weight", {g, h}),
-        r.Take("feature_arbitrator.out_bias", {g})};
-  }
-  w.norm_out_weight = r.Take("norm_out_weight", {d});
-  w.norm_out_bias = r.Take("norm_out_bias", {d});
-  w.out_weight = r.Take("out_weight", {c.joiner_dim, d});
-  w.out_bias = r.Take("out_bias", {c.joiner_dim});
-  r.CheckAllUsed();
-  return w;
+  TensorReader reader(tensors);
+  return TakeGatedEncoderWeights(c, reader);
 }
 
 using LockedState = bindings::LockedState<GatedEncoderState>;

@@ -18,6 +18,7 @@
 #include <pybind11/stl.h>
 
 #include "arrays.h"
+#include "global_cnn_layout.h"
 #include "global_cnn_state.h"
 #include "locked_state.h"
 
@@ -26,12 +27,22 @@ namespace py = pybind11;
 namespace framegate {
 namespace {
 
-std::vector<float> CopyTensor(const py::dict& block, int index, const char* name,
-                              const std::vector<py::ssize_t>& dims) {
-  const std::string what = "block " + std::to_string(index) + " " + name;
-  if (!block.contains(name)) throw std::invalid_argument(what + " is missing");
-  return bindings::CopyFloat32(block[name], dims, what);
-}
+// A global-CNN weight Source (global_cnn_layout.h) over one block's dict of
+// arrays keyed by tensor key; errors name the block and the key.
+class BlockTensors {
+ public:
+  BlockTensors(py::dict block, int index) : block_(std::move(block)), index_(index) {}
+
+  std::vector<float> Take(const std::string& key, const std::vector<std::int64_t>& dims) const {
+    const std::string what = "block " + std::to_string(index_) + " " + key;
+    if (!block_.contains(key)) throw std::invalid_argument(what + " is missing");
+    return bindings::CopyFloat32(block_[py::str(key)], dims, what);
+  }
+
+ private:
+  py::dict block_;
+  int index_;
+};
 
 using LockedState = bindings::LockedState<GlobalCnnState>;
 
@@ -70,7 +81,6 @@ class PyGlobalCnn {
   static std::vector<GlobalCnnBlockWeights> ToWeights(const GlobalCnnConfig& config,
                                                       const py::list& blocks) {
     config.Validate();
-    const py::ssize_t c = config.channels, h = config.hidden, s = config.se_hidden;
     std::vector<GlobalCnnBlockWeights> out;
     int index = 0;
     for (const py::handle& item : blocks) {
@@ -78,19 +88,8 @@ class PyGlobalCnn {
         throw std::invalid_argument("block " + std::to_string(index) +
                                     " weights must be a dict of arrays");
       }
-      const auto block = py::reinterpret_borrow<py::dict>(item);
-      GlobalCnnBlockWeights w;
-      w.pw1_weight = CopyTensor(block, index, "pw1_weight", {h, c});
-      w.pw1_bias = CopyTensor(block, index, "pw1_bias", {h});
-      w.dw_weight = CopyTensor(block, index, "dw_weight", {h, 3});
-      w.dw_bias = CopyTensor(block, index, "dw_bias", {h});
-      w.pw2_weight = CopyTensor(block, index, "pw2_weight", {c, h});
-      w.pw2_bias = CopyTensor(block, index, "pw2_bias", {c});
-      w.se1_weight = CopyTensor(block, index, "se1_weight", {s, c});
-      w.se1_bias = CopyTensor(block, index, "se1_bias", {s});
-      w.se2_weight = CopyTensor(block, index, "se2_weight", {c, s});
-      w.se2_bias = CopyTensor(block, index, "se2_bias", {c});
-      out.push_back(std::move(w));
+      const BlockTensors block(py::reinterpret_borrow<py::dict>(item), index);
+      out.push_back(TakeGlobalCnnBlockWeights(config, block));
       ++index;
     }
     return out;

@@ -5,6 +5,10 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include "gated_encoder_layout.h"
+#include "global_cnn_layout.h"
 
 namespace framegate::tools {
 namespace {
@@ -63,6 +67,23 @@ class Reader {
   std::set<std::string> used_;
 };
 
+// One global-CNN block's view of a Reader (the Source global_cnn_layout.h
+// takes): key -> block{b}.{key}.
+class BlockReader {
+ public:
+  BlockReader(Reader& reader, std::string prefix)
+      : reader_(reader), prefix_(std::move(prefix)) {}
+
+  std::vector<float> Take(const std::string& key,
+                          const std::vector<std::int64_t>& dims) {
+    return reader_.Take(prefix_ + key, dims);
+  }
+
+ private:
+  Reader& reader_;
+  std::string prefix_;
+};
+
 ArbitratorKind Arbitrator(int code, const std::string& source) {
   switch (code) {
     case 0:
@@ -102,47 +123,7 @@ GatedEncoderParts ReadGatedEncoder(const RawTensorFile& file) {
   c.arbitrator = Arbitrator(r.Int("arbitrator"), file.source());
   c.arbitrator_kernel = r.Int("arbitrator_kernel");
   c.arbitrator_hidden = r.Int("arbitrator_hidden");
-  c.Validate();
-
-  const std::int64_t d = c.d_model, f = c.ff_dim, h = c.arbitrator_hidden;
-  GatedEncoderWeights& w = parts.weights;
-  for (int l = 0; l < c.num_layers; ++l) {
-    const std::string p = "block" + std::to_string(l) + ".";
-    GatedBlockWeights b;
-    b.norm_att_weight = r.Take(p + "norm_att_weight", {d});
-    b.norm_att_bias = r.Take(p + "norm_att_bias", {d});
-    b.qkv_weight = r.Take(p + "qkv_weight", {3 * d, d});
-    b.qkv_bias = r.Take(p + "qkv_bias", {3 * d});
-    b.att_out_weight = r.Take(p + "att_out_weight", {d, d});
-    b.att_out_bias = r.Take(p + "att_out_bias", {d});
-    b.norm_ff_weight = r.Take(p + "norm_ff_weight", {d});
-    b.norm_ff_bias = r.Take(p + "norm_ff_bias", {d});
-    b.ff1_weight = r.Take(p + "ff1_weight", {f, d});
-    b.ff1_bias = r.Take(p + "ff1_bias", {f});
-    b.ff2_weight = r.Take(p + "ff2_weight", {d, f});
-    b.ff2_bias = r.Take(p + "ff2_bias", {d});
-    w.blocks.push_back(std::move(b));
-    if (c.arbitrator == ArbitratorKind::kBlock) {
-      w.block_arbitrators.push_back(BlockArbitratorWeights{
-          r.Take(p + "arbitrator.hidden_weight", {h, d}),
-          r.Take(p + "arbitrator.hidden_bias", {h}),
-          r.Take(p + "arbitrator.out_weight", {2, h}),
-          r.Take(p + "arbitrator.out_bias", {2})});
-    }
-  }
-  if (c.arbitrator == ArbitratorKind::kFeature) {
-    const std::int64_t g = c.NumGates(), k = c.arbitrator_kernel;
-    w.feature_arbitrator = FeatureArbitratorWeights{
-        r.Take("feature_arbitrator.conv_weight", {h, k, d}),
-        r.Take("feature_arbitrator.conv_bias", {h}),
-        r.Take("feature_arbitrator.out_weight", {g, h}),
-        r.Take("feature_arbitrator.out_bias", {g})};
-  }
-  w.norm_out_weight = r.Take("norm_out_weight", {d});
-  w.norm_out_bias = r.Take("norm_out_bias", {d});
-  w.out_weight = r.Take("out_weight", {c.joiner_dim, d});
-  w.out_bias = r.Take("out_bias", {c.joiner_dim});
-  r.CheckAllUsed();
+  parts.weights = TakeGatedEncoderWeights(c, r);
   return parts;
 }
 
@@ -164,21 +145,9 @@ GlobalCnnParts ReadGlobalCnn(const RawTensorFile& file) {
   c.ema_decay = r.Double("ema_decay");
   c.Validate();
 
-  const std::int64_t ch = c.channels, h = c.hidden, s = c.se_hidden;
   for (int b = 0; b < c.num_blocks; ++b) {
-    const std::string p = "block" + std::to_string(b) + ".";
-    GlobalCnnBlockWeights w;
-    w.pw1_weight = r.Take(p + "pw1_weight", {h, ch});
-    w.pw1_bias = r.Take(p + "pw1_bias", {h});
-    w.dw_weight = r.Take(p + "dw_weight", {h, 3});
-    w.dw_bias = r.Take(p + "dw_bias", {h});
-    w.pw2_weight = r.Take(p + "pw2_weight", {ch, h});
-    w.pw2_bias = r.Take(p + "pw2_bias", {ch});
-    w.se1_weight = r.Take(p + "se1_weight", {s, ch});
-    w.se1_bias = r.Take(p + "se1_bias", {s});
-    w.se2_weight = r.Take(p + "se2_weight", {ch, s});
-    w.se2_bias = r.Take(p + "se2_bias", {ch});
-    parts.blocks.push_back(std::move(w));
+    BlockReader block(r, "block" + std::to_string(b) + ".");
+    parts.blocks.push_back(TakeGlobalCnnBlockWeights(c, block));
   }
   r.CheckAllUsed();
   return parts;

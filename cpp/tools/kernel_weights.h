@@ -9,6 +9,8 @@
 //   global_cnn.config.{channels, hidden, se_hidden, num_blocks,
 //                      squeeze (0 cumulative, 1 ema)}, and
 //   global_cnn.config.ema_decay as a float64 scalar.
+// The weights' names and shapes are gated_encoder_layout.h's and
+// global_cnn_layout.h's, shared with the Python binding.
 // kernels/raw_tensors.py writes these names. A missing, misshapen or
 // unexpected tensor under a kernel's prefix is a RawTensorError naming it.
 #ifndef FRAMEGATE_CPP_TOOLS_KERNEL_WEIGHTS_H_
