@@ -203,11 +203,11 @@ class Trainer:
         only its encoder (and character CTC head) is kept: a new token set reuses the slow part."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"]
+        if self.char_ctc is not None and saved.get("char_ctc"):
+            self.char_ctc.load_state_dict(saved["char_ctc"])
         if self.cfg.init_parts == "encoder":
             self.model.encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
                                                 if k.startswith("encoder.")})
-            if self.char_ctc is not None and saved.get("char_ctc"):
-                self.char_ctc.load_state_dict(saved["char_ctc"])
             if self.is_main:
                 print(f"warm start from {path}: encoder only", flush=True)
             return
