@@ -23,7 +23,7 @@ from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_to
                                             export_prediction_graphs, finish_graph, model_features,
                                             write_manifest, write_weights_graph)
 from framegate.export.compute_cost import encoder_macs_per_second, parameter_count
-from framegate.export.exportable_lstm import ProjectedLstm
+from framegate.export.exportable_lstm import exportable_lstm
 from framegate.export.models.convrnnt import ConvRnnt, ConvRnntEncoder, GlobalCnn
 from framegate.export.models.lstm_transducer import SUBSAMPLING
 from framegate.kernels.global_cnn_state import TENSOR_KEYS, GlobalCnnConfig, tensor_name, tensor_shapes
@@ -48,7 +48,7 @@ class EncoderRestGraph(nn.Module):
     def __init__(self, encoder: ConvRnntEncoder) -> None:
         super().__init__()
         self.merge, self.merge_norm, self.out = encoder.merge, encoder.merge_norm, encoder.out
-        self.lstm = ProjectedLstm(encoder.lstm)
+        self.lstm = exportable_lstm(encoder.lstm)
 
     def forward(self, local: torch.Tensor, global_out: torch.Tensor, h: torch.Tensor, c: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

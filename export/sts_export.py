@@ -21,7 +21,7 @@ from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_to
                                             export_prediction_graphs, finish_graph, model_features,
                                             write_manifest)
 from framegate.export.compute_cost import parameter_count
-from framegate.export.exportable_lstm import ProjectedLstm
+from framegate.export.exportable_lstm import exportable_lstm
 from framegate.export.models.sts import CHANNELS, EOT_PIECE, SOT_PIECE, SeparatorTransducerSegmenter, StsEncoder
 
 MODEL_TYPE = "sts"
@@ -29,16 +29,16 @@ ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
 
 
 class ExportableStsEncoder(nn.Module):
-    """`StsEncoder` as the streaming graph, its LSTMs spelled out as ProjectedLstm (eval mode)."""
+    """`StsEncoder` as the streaming graph, its LSTMs in exportable form (eval mode)."""
 
     def __init__(self, encoder: StsEncoder) -> None:
         super().__init__()
         self.register_buffer("feature_mean", encoder.feature_mean.detach().clone())
         self.register_buffer("feature_inv_std", encoder.feature_inv_std.detach().clone())
         self.subsampling = encoder.subsampling
-        self.mix_lstm = ProjectedLstm(encoder.mix_lstm)
+        self.mix_lstm = exportable_lstm(encoder.mix_lstm)
         self.separator = encoder.separator
-        self.rec_lstm = ProjectedLstm(encoder.rec_lstm)
+        self.rec_lstm = exportable_lstm(encoder.rec_lstm)
         self.out = encoder.out
 
     def forward(self, x: torch.Tensor, mix_h: torch.Tensor, mix_c: torch.Tensor, rec_h: torch.Tensor,

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from framegate.engine.features import FbankConfig, compute_fbank
-from framegate.export.exportable_lstm import ProjectedLstm
-from framegate.export.onnx_export import load_model
+from framegate.export.exportable_lstm import exportable_lstm
+from framegate.export.onnx_export import export_bundle, load_model
 
 TOL = 1e-4
 
@@ -20,6 +20,23 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint: Path):
     return load_model(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model with rnn_hidden_size = d_model (no projection, as the default model):
+    its encoder exports as ONNX's own LSTM op instead of the spelled-out Loop."""
+    from dataclasses import asdict, replace
+
+    from framegate.export.models.lstm_transducer import LstmTransducer
+
+    tiny = load_model(tiny_checkpoint)
+    torch.manual_seed(7)
+    model = LstmTransducer(replace(tiny.cfg, rnn_hidden_size=tiny.cfg.d_model)).eval()
+    work = tmp_path_factory.mktemp("plain_lstm")
+    torch.save({"model": model.state_dict(), "model_config": asdict(model.cfg), "step": 0}, work / "weights.pt")
+    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tiny_checkpoint.parent / "tokens.txt")
+    return model, bundle
 
 
 def session(bundle: Path, name: str) -> ort.InferenceSession:
@@ -34,12 +51,18 @@ def test_lstm_rewrite_equals_nn_lstm(proj_size: int):
     h, c = torch.randn(3, 3, proj_size or 20), torch.randn(3, 3, 20)
     with torch.no_grad():
         want, (want_h, want_c) = lstm(x, (h, c))
-        got, got_h, got_c = ProjectedLstm(lstm)(x, h, c)
+        got, got_h, got_c = exportable_lstm(lstm)(x, h, c)
     for a, b in ((got, want), (got_h, want_h), (got_c, want_c)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-def test_encoder_matches_torch_with_nonzero_state_and_any_length(model, tiny_bundle: Path):
+@pytest.mark.parametrize("lstm", ["projected", "plain"])
+def test_encoder_matches_torch_with_nonzero_state_and_any_length(lstm: str, model, tiny_bundle: Path,
+                                                                 plain_lstm_model_and_bundle):
+    if lstm == "plain":
+        model, tiny_bundle = plain_lstm_model_and_bundle
+        ops = {node.op_type for node in onnx.load(str(tiny_bundle / "encoder.onnx")).graph.node}
+        assert "LSTM" in ops and "Loop" not in ops
     cfg = model.cfg
     enc = session(tiny_bundle, "encoder.onnx")
     gen = torch.Generator().manual_seed(1)
