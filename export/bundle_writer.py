@@ -67,6 +67,12 @@ def model_features(num_bins: int) -> FbankConfig:
     return features
 
 
+def lstm_states(num_layers: int, d_model: int, rnn_hidden_size: int) -> list[dict]:
+    """bundle.json's state entries of an LSTM stack in sherpa-onnx's layout (layers, N, size)."""
+    return [{"name": "h", "shape": [num_layers, 1, d_model]},
+            {"name": "c", "shape": [num_layers, 1, rnn_hidden_size]}]
+
+
 def check_tokens(tokens: Path, vocab_size: int) -> None:
     """tokens.txt has one line per output of the joiner, and id BLANK_ID is <blk>."""
     lines = [line for line in tokens.read_text(encoding="utf-8").splitlines() if line.strip()]

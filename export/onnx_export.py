@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_tokens, export_graph,
-                                            export_prediction_graphs, finish_graph, model_features,
+                                            export_prediction_graphs, finish_graph, lstm_states, model_features,
                                             write_manifest)
 from framegate.export.compute_cost import encoder_macs_per_second, parameter_count
 from framegate.export.exportable_lstm import ExportableEncoder
@@ -92,10 +92,7 @@ def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
         "rnn_hidden_size": cfg.rnn_hidden_size,
         "joiner_dim": cfg.joiner_dim,
     })
-    manifest["states"] = [
-        {"name": "h", "shape": [cfg.num_layers, 1, cfg.d_model]},
-        {"name": "c", "shape": [cfg.num_layers, 1, cfg.rnn_hidden_size]},
-    ]
+    manifest["states"] = lstm_states(cfg.num_layers, cfg.d_model, cfg.rnn_hidden_size)
     manifest["compute"] = {"parameters": parameter_count(model),
                            "macs_per_second": encoder_macs_per_second(model, cfg.num_bins)}
     write_manifest(out_dir, manifest, (*ONNX_FILES, "tokens.txt"), model_card)

@@ -111,6 +111,24 @@ def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int):
     return stream
 
 
+def _stream_until_endpoint(recognizer, samples_16k: np.ndarray):
+    """Feed 10 ms frames to a new stream, decoding after each, and stop right after the first
+    endpoint; returns the stream and how many samples it was fed."""
+    stream = recognizer.create_stream()
+    for start in range(0, len(samples_16k), 160):
+        stream.accept_waveform(16000, samples_16k[start:start + 160])
+        recognizer.decode(stream)
+        if stream.is_endpoint:
+            return stream, min(start + 160, len(samples_16k))
+    raise AssertionError("the signal never reached an endpoint")
+
+
+@pytest.fixture(scope="session")
+def stream_until_endpoint():
+    """`stream_until_endpoint(recognizer, samples_16k)`: (stream, samples fed), stopped at its first endpoint."""
+    return _stream_until_endpoint
+
+
 @pytest.fixture(scope="session")
 def stream_in_random_blocks():
     """`stream_in_random_blocks(recognizer, samples_16k, seed)`: the stream after a seeded random-block feed."""

@@ -48,16 +48,11 @@ def test_streaming_equals_offline_for_random_blocks(convrnnt_model_and_bundle, s
     assert [recognizer.bundle.tokens[t] for t in offline.tokens] == stream.result.tokens
 
 
-def test_endpoint_starts_a_fresh_global_cnn_state(convrnnt_model_and_bundle, speechlike_16k):
+def test_endpoint_starts_a_fresh_global_cnn_state(convrnnt_model_and_bundle, speechlike_16k,
+                                                  stream_until_endpoint):
     _, bundle_dir = convrnnt_model_and_bundle
     recognizer = Recognizer(bundle_dir, endpoint=EndpointConfig())
-    stream = recognizer.create_stream()
-    for start in range(0, len(speechlike_16k), 160):
-        stream.accept_waveform(16000, speechlike_16k[start:start + 160])
-        recognizer.decode(stream)
-        if stream.is_endpoint:
-            break
-    assert stream.is_endpoint
+    stream, _ = stream_until_endpoint(recognizer, speechlike_16k)
     state = stream.utterance.encoder_state
     assert state.global_cnn.frames == 0
     assert not state.local_cache.any() and not state.lstm.h.any()

@@ -63,21 +63,15 @@ def test_after_an_endpoint_the_next_segment_equals_a_fresh_stream(recognizer, sp
         assert segment.end_s == pytest.approx(fresh.end_s + segment.start_s, abs=1e-6)
 
 
-def test_endpoint_resets_every_per_utterance_state(recognizer, speechlike_16k):
+def test_endpoint_resets_every_per_utterance_state(recognizer, speechlike_16k, stream_until_endpoint):
     """Fed one 10 ms frame at a time, decode stops right after the cut: the new utterance is untouched."""
-    stream = recognizer.create_stream()
-    for start in range(0, len(speechlike_16k), 160):
-        stream.accept_waveform(16000, speechlike_16k[start:start + 160])
-        recognizer.decode(stream)
-        if stream.is_endpoint:
-            break
-    assert stream.is_endpoint
+    stream, fed = stream_until_endpoint(recognizer, speechlike_16k)
     utt = stream.utterance
     assert utt.start_sample > 0 and utt.chunks_decoded == 0
     assert utt.search.tokens == [] and utt.search.frames == 0
     assert utt.search.context.tolist() == [[-1, 0]]
     assert not utt.encoder_state.h.any() and not utt.encoder_state.c.any()
-    assert len(utt.samples) == start + 160 - utt.start_sample  # only audio after the cut is kept
+    assert len(utt.samples) == fed - utt.start_sample  # only audio after the cut is kept
 
 
 def test_result_text_joins_segments(recognizer, speechlike_16k):
