@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -123,15 +122,18 @@ def cli_long_file(bundle: Path | None, audio: np.ndarray, minutes: float, workdi
     with sf.SoundFile(path, "w", TARGET_RATE, 1, subtype="PCM_16") as f:
         for start in range(0, total, len(audio)):
             f.write(audio[: total - start])
-    cmd = [sys.executable, "-m", "framegate.engine.cli", "transcribe", str(path), "--json"]
+    memory_json = workdir / "cli_memory.json"
+    cmd = [sys.executable, "-m", "framegate.benchmarks.measured_cli", str(memory_json), "transcribe", str(path),
+           "--json"]
     if bundle is not None:
         cmd += ["--model", str(bundle)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     record = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    memory = json.loads(memory_json.read_text(encoding="utf-8")) if memory_json.exists() else {}
     return {"minutes": minutes, "returncode": proc.returncode, "seconds": round(elapsed, 3),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(memory["peak_rss_mb"], 1) if memory else None,
             "duration_s": record.get("duration_s"), "segments": len(record.get("segments", [])),
             "error": proc.stderr.strip().splitlines()[-1] if proc.returncode else ""}
 

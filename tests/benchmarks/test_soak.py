@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from framegate.benchmarks.soak import soak
+import numpy as np
+
+from framegate.benchmarks.soak import cli_long_file, soak
 from framegate.engine.cli import main
 from framegate.engine.endpoint import EndpointConfig
 
@@ -39,3 +41,12 @@ def test_bench_soak_verb_writes_json_and_png(tiny_bundle: Path, tmp_path: Path, 
     assert report["cli_long_file"]["returncode"] == 0
     assert report["cli_long_file"]["duration_s"] == 30.0
     assert "RSS" in capsys.readouterr().out
+
+
+def test_cli_peak_memory_is_the_childs_own_not_its_parents(tiny_bundle: Path, tmp_path: Path):
+    """ru_maxrss would report at least the parent's 400 MB here (Linux carries it across fork
+    and exec); the child's VmHWM is what the CLI itself used."""
+    ballast = np.ones(100_000_000, dtype=np.float32)  # 400 MB resident in this (parent) process
+    record = cli_long_file(tiny_bundle, np.zeros(16000, dtype=np.float32), 0.1, tmp_path)
+    assert record["returncode"] == 0, record["error"]
+    assert 20 < record["peak_rss_mb"] < ballast.nbytes / 2**20 / 2
