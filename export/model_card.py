@@ -11,6 +11,15 @@ from pathlib import Path
 import torch
 
 
+def _warm_start_note(warm_start: dict | None) -> str:
+    """The earlier training a warm-started model stands on: its steps and wall time count too."""
+    if not warm_start:
+        return ""
+    what = "its encoder" if warm_start["parts"] == "encoder" else "all its weights"
+    return (f" Warm-started from {warm_start['from']} ({what}: {warm_start['step']} steps, "
+            f"{warm_start['train_seconds'] / 3600:.2f} h before this run).")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -37,7 +46,7 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
         f"{len(train['families'])} voice families ({', '.join(f'{k} {v}' for k, v in sorted(train['synthesizers'].items()))} "
         f"utterances), corpus seed {corpus_summary['seed']}.",
         f"- Steps: {checkpoint['step']}; training wall time {checkpoint.get('train_seconds', 0) / 3600:.2f} h "
-        f"on 2 CPU cores (CPU-hours = 2 x wall hours).",
+        f"on 2 CPU cores (CPU-hours = 2 x wall hours).{_warm_start_note(checkpoint.get('warm_start'))}",
         "- No real human speech was used in training.",
         "",
         "## Word error rate on held-out voice families (synthetic speech)",

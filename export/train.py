@@ -147,6 +147,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self._parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
+        self.warm_start: dict | None = None  # where init_from's weights came from (steps, wall time, parts)
         if not self._resume():
             if cfg.init_from:
                 self._warm_start(Path(cfg.init_from))
@@ -203,6 +204,8 @@ class Trainer:
         only its encoder (and character CTC head) is kept: a new token set reuses the slow part."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"]
+        self.warm_start = {"from": str(path), "parts": self.cfg.init_parts, "step": saved.get("step", 0),
+                           "train_seconds": saved.get("train_seconds", 0.0)}
         if self.char_ctc is not None and saved.get("char_ctc"):
             self.char_ctc.load_state_dict(saved["char_ctc"])
         if self.cfg.init_parts == "encoder":
@@ -227,7 +230,8 @@ class Trainer:
             return
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
                      char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
-                     batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg))
+                     batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg),
+                     warm_start=self.warm_start)
         tmp = self._checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self._checkpoint_path())
@@ -237,7 +241,7 @@ class Trainer:
         torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model),
                         char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
                         model_type=self.cfg.model_type, step=self.step, epoch=self.epoch,
-                        train_seconds=self.train_seconds), path)
+                        train_seconds=self.train_seconds, warm_start=self.warm_start), path)
 
     def _resume(self) -> bool:
         """Continue from work_dir/checkpoint.pt, or, on a new machine that only has the kept
@@ -262,6 +266,7 @@ class Trainer:
             self.epoch, self.batch_in_epoch = state.get("epoch", 0) + 1, 0
         self.step = state["step"]
         self.train_seconds = state.get("train_seconds", 0.0)
+        self.warm_start = state.get("warm_start")
         if self.is_main:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", flush=True)
         return True

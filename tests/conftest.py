@@ -71,6 +71,26 @@ def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
                          model_card={"purpose": "tests", "weights": "random"})
 
 
+@pytest.fixture(scope="session")
+def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model with rnn_hidden_size = d_model (no projection, as the default model):
+    its encoder exports as ONNX's own LSTM op instead of the spelled-out Loop."""
+    from dataclasses import asdict, replace
+
+    import torch
+
+    from framegate.export.models.lstm_transducer import LstmTransducer
+    from framegate.export.onnx_export import export_bundle, load_model
+
+    tiny = load_model(tiny_checkpoint)
+    torch.manual_seed(7)
+    model = LstmTransducer(replace(tiny.cfg, rnn_hidden_size=tiny.cfg.d_model)).eval()
+    work = tmp_path_factory.mktemp("plain_lstm")
+    torch.save({"model": model.state_dict(), "model_config": asdict(model.cfg), "step": 0}, work / "weights.pt")
+    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tiny_checkpoint.parent / "tokens.txt")
+    return model, bundle
+
+
 @pytest.fixture(scope="module")
 def convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
     """A tiny random ConvRNN-T (eval mode) and its bundle, nudged as the LSTM fixture, on its vocabulary."""

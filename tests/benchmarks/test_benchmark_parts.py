@@ -47,6 +47,16 @@ def test_mac_count_from_the_graph_matches_the_formula_from_the_config(tiny_bundl
     assert macs["macs_per_audio_s"] == (conv + matmul + recurrent + joiner) * 1000 / 80
 
 
+def test_mac_count_of_onnx_lstm_ops_matches_the_formula(plain_lstm_model_and_bundle):
+    # the tiny model without projection (hidden = d_model = 16): its LSTM is one ONNX LSTM op
+    _, bundle = plain_lstm_model_and_bundle
+    t1, f1 = (11 - 3) // 2 + 1, (80 - 3) // 2 + 1
+    t2, f2 = (t1 - 3) // 2 + 1, (f1 - 3) // 2 + 1
+    macs = model_macs(bundle)["per_window"]
+    assert macs["matmul"] == t2 * (4 * f2 * 16 + 16 * 16)  # subsampling out, output layer
+    assert macs["recurrent"] == t2 * (4 * 16 * 16 + 4 * 16 * 16)  # W and R of the LSTM op, per step
+
+
 def test_rounds_keep_each_utterances_fastest_time_and_the_first_rounds_latency():
     first = {"peak_rss_mb": 100.0, "utterances": [{"id": "a", "compute_s": 2.0, "virtual": {"x": 1}},
                                                   {"id": "b", "compute_s": 1.0, "virtual": {"x": 2}}]}

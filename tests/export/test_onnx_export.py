@@ -12,7 +12,7 @@ import torch
 
 from framegate.engine.features import FbankConfig, compute_fbank
 from framegate.export.exportable_lstm import exportable_lstm
-from framegate.export.onnx_export import export_bundle, load_model
+from framegate.export.onnx_export import load_model
 
 TOL = 1e-4
 
@@ -20,23 +20,6 @@ TOL = 1e-4
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint: Path):
     return load_model(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The tiny model with rnn_hidden_size = d_model (no projection, as the default model):
-    its encoder exports as ONNX's own LSTM op instead of the spelled-out Loop."""
-    from dataclasses import asdict, replace
-
-    from framegate.export.models.lstm_transducer import LstmTransducer
-
-    tiny = load_model(tiny_checkpoint)
-    torch.manual_seed(7)
-    model = LstmTransducer(replace(tiny.cfg, rnn_hidden_size=tiny.cfg.d_model)).eval()
-    work = tmp_path_factory.mktemp("plain_lstm")
-    torch.save({"model": model.state_dict(), "model_config": asdict(model.cfg), "step": 0}, work / "weights.pt")
-    bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tiny_checkpoint.parent / "tokens.txt")
-    return model, bundle
 
 
 def session(bundle: Path, name: str) -> ort.InferenceSession:

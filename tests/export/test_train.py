@@ -61,7 +61,7 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
     assert weights["step"] == 5 and set(weights) == {"model", "model_config", "char_ctc", "model_type", "step",
-                                                "epoch", "train_seconds"}
+                                                "epoch", "train_seconds", "warm_start"}
 
 
 def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -92,6 +92,8 @@ def test_encoder_only_warm_start_keeps_the_encoder_and_learns_a_new_token_set(ti
     assert stage2.model.joiner.out.weight.shape[0] == 30
     stage2.train()
     assert stage2.step == 1
+    kept = torch.load(tmp_path / "stage2" / "weights_last.pt", weights_only=False)["warm_start"]
+    assert kept["parts"] == "encoder" and kept["step"] == 2 and kept["from"].endswith("weights_last.pt")
 
 
 def test_character_targets_spell_the_text_with_blank_zero() -> None:
