@@ -17,7 +17,14 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+def _source_checkout() -> Path:
+    """The checkout whose cpp/ the driver is built from: this file's own tree in a source checkout,
+    else the working directory (an installed package carries no C++ sources)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "cpp" / "CMakeLists.txt").is_file() else Path.cwd()
+
+
+REPO = _source_checkout()
 CPP_DIR = REPO / "cpp"
 TOOLCHAIN_FILE = CPP_DIR / "toolchains" / "aarch64-linux-gnu.cmake"
 APT_PACKAGES = ("g++-aarch64-linux-gnu", "qemu-user", "libopenblas-dev:arm64", "libglib2.0-dev", "pkg-config",
@@ -143,6 +150,8 @@ def qemu_plugin(build_dir: Path, log=print) -> Path:
 def build_driver(build_dir: Path, cross: bool) -> Path:
     """framegate_driver built from cpp/ (Release, -Werror, a real BLAS required): natively against
     this Python's scipy-openblas32, or for aarch64 against Debian's arm64 OpenBLAS."""
+    if not (CPP_DIR / "CMakeLists.txt").is_file():
+        raise ToolchainError(f"{CPP_DIR}: no C++ sources; run from the root of a framegate source checkout")
     out = build_dir / ("aarch64" if cross else "native")
     args = ["-DCMAKE_BUILD_TYPE=Release", "-DFRAMEGATE_WERROR=ON", "-DFRAMEGATE_BUILD_PYTHON=OFF",
             "-DFRAMEGATE_REQUIRE_BLAS=ON"]
