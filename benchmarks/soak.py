@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framegate.benchmarks.process_memory import resident_mb
 from framegate.engine.audio import TARGET_RATE, canonical_16k, read_audio
 from framegate.engine.endpoint import EndpointConfig
 from framegate.engine.recognizer import Recognizer
@@ -42,12 +42,6 @@ from framegate.engine.recognizer import Recognizer
 SCHEMA = 1
 MAX_BLOCK_S = 1.0
 MIN_BLOCK_S = 0.01
-
-
-def rss_mb() -> float:
-    """Resident set size of this process now, MB (Linux /proc)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def synthetic_utterance(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -158,12 +152,12 @@ def soak(bundle: Path | None, minutes: float, *, seed: int = 0, manifest: Path |
         rtf.append((pos / TARGET_RATE, (time.perf_counter() - started) * TARGET_RATE / len(block)))
         pos += len(block)
         if pos / TARGET_RATE >= next_rss:
-            rss.append((pos / TARGET_RATE, rss_mb()))
+            rss.append((pos / TARGET_RATE, resident_mb()))
             next_rss += 5.0
     stream.input_finished()
     recognizer.decode(stream)
     segments += stream.take_segments()
-    rss.append((pos / TARGET_RATE, rss_mb()))
+    rss.append((pos / TARGET_RATE, resident_mb()))
 
     duration_s = len(audio) / TARGET_RATE
     warm_s = warmup_fraction * duration_s
