@@ -1,13 +1,17 @@
 """Fuzz the Python-free C++ kernels with libFuzzer (ASan + UBSan), bounded or long.
 
-The tests run a bounded campaign (tests/kernels/test_native_threads_and_fuzz.py); this script
-runs a longer one and writes a report (JSON + PNG of coverage over time):
+One harness per native entry point that takes untrusted input (cpp/fuzz/<name>_fuzz.cc):
+feature_window, global_cnn_state, gated_encoder and raw_tensors (the driver's file format and
+the kernel weights read from it). The tests run a bounded campaign of each
+(tests/kernels/test_native_threads_and_fuzz.py); this script runs longer ones, of all harnesses
+or those named, and writes a report (JSON + PNG of coverage over time):
 
-    python -m framegate.benchmarks.fuzz --minutes 30 --json runs/fuzz.json
+    python -m framegate.benchmarks.fuzz --minutes 30 --json runs/fuzz.json [--fuzzers gated_encoder ...]
 
 Needs Debian's clang and libclang-rt-14-dev (setup.sh installs both). A crash leaves its input
-as `crash-*` in the artifact directory: copy it into cpp/fuzz/regressions/ (every later run,
-the tests' included, replays that directory) and fix the kernel.
+as `crash-*`, which the report lists and copies beside the JSON (`<stem>-crashes/<name>/`):
+fix the kernel and add the input, named for the bug, to cpp/fuzz/regressions/<name>/ (every
+later run of that harness, the tests' included, replays that directory).
 """
 from __future__ import annotations
 
@@ -21,8 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REGRESSIONS = Path("cpp") / "fuzz" / "regressions"  # relative to a source checkout
-FUZZERS = ("feature_window_fuzz",)
+REGRESSIONS = Path("cpp") / "fuzz" / "regressions"  # relative to a source checkout; one directory a harness
+FUZZERS = ("feature_window", "global_cnn_state", "gated_encoder", "raw_tensors")  # binary: <name>_fuzz
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
 
@@ -56,8 +60,14 @@ def checkout(repo: Path) -> Path:
     return repo
 
 
-def build_fuzzers(build_dir: Path, repo: Path, cmake: str = "cmake", jobs: int = 2) -> dict[str, Path]:
-    """Configure cpp/ with FRAMEGATE_FUZZ=ON under clang and build the harnesses; name -> binary."""
+def regressions_dir(repo: Path, name: str) -> Path:
+    """The directory of inputs harness `name` replays before fuzzing (it may not exist yet)."""
+    return repo / REGRESSIONS / name
+
+
+def build_fuzzers(build_dir: Path, repo: Path, cmake: str = "cmake", jobs: int = 2,
+                  names: tuple[str, ...] = FUZZERS) -> dict[str, Path]:
+    """Configure cpp/ with FRAMEGATE_FUZZ=ON under clang and build the harnesses `names`; name -> binary."""
     clang = shutil.which("clang++")
     if clang is None:
         raise RuntimeError("clang++ not found: install Debian's clang and libclang-rt-14-dev (setup.sh does)")
@@ -66,13 +76,14 @@ def build_fuzzers(build_dir: Path, repo: Path, cmake: str = "cmake", jobs: int =
     _run([cmake, "-S", str(checkout(repo) / "cpp"), "-B", str(build_dir), *generator, f"-DCMAKE_CXX_COMPILER={clang}",
           "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DFRAMEGATE_FUZZ=ON", "-DFRAMEGATE_WERROR=ON",
           "-DFRAMEGATE_BUILD_PYTHON=OFF"], env)
-    _run([cmake, "--build", str(build_dir), "--parallel", str(jobs), "--target", *FUZZERS], env)
-    return {name: build_dir / name for name in FUZZERS}
+    _run([cmake, "--build", str(build_dir), "--parallel", str(jobs), "--target",
+          *(f"{name}_fuzz" for name in names)], env)
+    return {name: build_dir / f"{name}_fuzz" for name in names}
 
 
 def run_fuzzer(binary: Path, *, regressions: Path, seconds: int | None = None, runs: int | None = None,
                workdir: Path, malloc_limit_mb: int = 512) -> FuzzRun:
-    """Run one harness on a fresh corpus in `workdir`, replaying `regressions` first.
+    """Run one harness on a fresh corpus in `workdir`, replaying `regressions` first (if it exists).
 
     Bounded by `seconds` (-max_total_time) and/or `runs` (-runs); a crash leaves its input as
     `workdir/crash-*` and a non-zero return code.
@@ -83,10 +94,10 @@ def run_fuzzer(binary: Path, *, regressions: Path, seconds: int | None = None, r
     ASan) reports leaks, which is what the RSS limit would have caught."""
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
-    limits = ([f"-max_total_time={seconds}"] if seconds else []) + ([f"-runs={runs}"] if runs else [])
+    limits = ([f"-max_total_time={seconds}"] if seconds else []) + ([f"-runs={runs}"] if runs is not None else [])
     cmd = [str(binary), *limits, "-print_final_stats=1", "-rss_limit_mb=0",
            f"-malloc_limit_mb={malloc_limit_mb}",
-           f"-artifact_prefix={workdir}/", str(corpus), str(regressions)]
+           f"-artifact_prefix={workdir}/", str(corpus)] + ([str(regressions)] if regressions.is_dir() else [])
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env=dict(os.environ, ASAN_OPTIONS="abort_on_error=1:quarantine_size_mb=64",
@@ -101,8 +112,8 @@ def run_fuzzer(binary: Path, *, regressions: Path, seconds: int | None = None, r
     return FuzzRun(binary.name, proc.returncode, elapsed, stats, progress, "\n".join(proc.stderr.splitlines()[-40:]))
 
 
-def run(minutes: float, json_path: Path, build_dir: Path, repo: Path) -> dict:
-    """Build, fuzz every harness for `minutes` each, write the report and its PNG."""
+def run(minutes: float, json_path: Path, build_dir: Path, repo: Path, names: tuple[str, ...] = FUZZERS) -> dict:
+    """Build, fuzz each harness of `names` for `minutes`, write the report and its PNG (and keep crashes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,17 +121,24 @@ def run(minutes: float, json_path: Path, build_dir: Path, repo: Path) -> dict:
 
     from framegate.benchmarks.report import machine_info, write_report
 
-    binaries = build_fuzzers(build_dir, repo)
+    binaries = build_fuzzers(build_dir, repo, names=names)
     runs = {}
     fig, ax = plt.subplots(figsize=(7, 4))
     with tempfile.TemporaryDirectory(prefix="framegate-fuzz-") as tmp:
         for name, binary in binaries.items():
-            result = run_fuzzer(binary, regressions=repo / REGRESSIONS, seconds=max(1, round(60 * minutes)),
+            result = run_fuzzer(binary, regressions=regressions_dir(repo, name), seconds=max(1, round(60 * minutes)),
                                 workdir=Path(tmp) / name)
-            crashes = sorted(p.name for p in (Path(tmp) / name).glob("crash-*"))
+            crashes = sorted((Path(tmp) / name).glob("crash-*"))
+            if crashes:
+                kept = json_path.parent / f"{json_path.stem}-crashes" / name
+                kept.mkdir(parents=True, exist_ok=True)
+                for crash in crashes:
+                    shutil.copy(crash, kept / crash.name)
             runs[name] = {"returncode": result.returncode, "seconds": round(result.seconds, 3),
-                          "executions": result.executions, "stats": result.stats,
-                          "crashes": crashes, "log_tail": result.log_tail if result.returncode else ""}
+                          "executions": result.executions,
+                          "coverage_edges": result.progress[-1][1] if result.progress else 0,
+                          "stats": result.stats, "crashes": [c.name for c in crashes],
+                          "log_tail": result.log_tail if result.returncode else ""}
             if result.progress:
                 ax.plot(*zip(*result.progress), label=name)
     ax.set_xlabel("executions")
@@ -140,11 +158,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, required=True, metavar="PATH")
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the source checkout (default: here)")
     parser.add_argument("--build-dir", type=Path, default=None, help="default: REPO/build/fuzz")
+    parser.add_argument("--fuzzers", nargs="+", choices=FUZZERS, default=list(FUZZERS), metavar="NAME",
+                        help=f"harnesses to run (default: all of {', '.join(FUZZERS)})")
     args = parser.parse_args()
     repo = checkout(args.repo.resolve())
-    report = run(args.minutes, args.json, args.build_dir or repo / "build" / "fuzz", repo)
+    report = run(args.minutes, args.json, args.build_dir or repo / "build" / "fuzz", repo, tuple(args.fuzzers))
     for name, r in report["fuzzers"].items():
-        print(f"{name}: {r['executions']} executions in {r['seconds']:.0f} s, "
+        print(f"{name}: {r['executions']} executions in {r['seconds']:.0f} s, {r['coverage_edges']} edges, "
               f"{'clean' if r['returncode'] == 0 else 'CRASH ' + ', '.join(r['crashes'])}")
     return 0 if report["clean"] else 1
 

@@ -144,6 +144,7 @@ void GlobalCnn::CheckState(const GlobalCnnState& state) const {
 void GlobalCnn::Forward(const float* frames, std::size_t num_frames,
                         GlobalCnnState* state, float* out) const {
   CheckState(*state);
+  if (num_frames == 0) return;  // frames and out may then be null
   const auto c = static_cast<std::size_t>(config_.channels);
   for (std::size_t i = 0; i < num_frames * c; ++i) {
     if (!std::isfinite(frames[i])) {

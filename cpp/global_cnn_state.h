@@ -79,7 +79,8 @@ class GlobalCnn {
 
   // Runs `num_frames` row-major frames (num_frames x channels) through the
   // network, continuing the stream in `state`, and writes the outputs to
-  // `out` (num_frames x channels; must not overlap `frames`). Throws
+  // `out` (num_frames x channels; must not overlap `frames`; both may be
+  // null when num_frames is 0). Throws
   // std::invalid_argument, leaving `state` untouched, if a frame is not
   // finite or `state` belongs to another config.
   void Forward(const float* frames, std::size_t num_frames,

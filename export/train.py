@@ -42,9 +42,13 @@ class TrainConfig:
     max_batch_frames: int = 6000          # ~60 s of audio per batch (per process)
     peak_lr: float = 1.5e-3
     warmup_steps: int = 800
+    lr_schedule: str = "inverse_sqrt"     # or "hold_linear": hold peak_lr, then linear to final_lr by max_steps
+    decay_steps: int = 0                  # hold_linear: length of the final linear decay
+    final_lr: float = 0.0                 # hold_linear: learning rate reached at max_steps
     weight_decay: float = 1e-3
     grad_clip: float = 5.0
     ctc_weight: float = 0.3
+    fastemit_lambda: float = 0.0          # FastEmit (export/loss.py): > 0 pulls emissions earlier (last-word latency)
     ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
     max_steps: int = 1_000_000
@@ -71,6 +75,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
         if self.init_parts not in ("all", "encoder"):
             raise ValueError(f"TrainConfig.init_parts must be 'all' or 'encoder', got {self.init_parts!r}")
+        if not 0.0 <= self.fastemit_lambda < 1.0:
+            raise ValueError(f"TrainConfig.fastemit_lambda must be in [0, 1), got {self.fastemit_lambda}")
+        if self.lr_schedule not in ("inverse_sqrt", "hold_linear"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'inverse_sqrt' or 'hold_linear', got {self.lr_schedule!r}")
+        if self.lr_schedule == "hold_linear" and not 0 < self.decay_steps <= self.max_steps:
+            raise ValueError("TrainConfig.decay_steps must be in (0, max_steps] for lr_schedule 'hold_linear'")
         if self.ctc_units not in ("tokens", "chars"):
             raise ValueError(f"TrainConfig.ctc_units must be 'tokens' or 'chars', got {self.ctc_units!r}")
         if self.finetune_on:
@@ -107,8 +117,15 @@ def _char_targets(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then inverse-sqrt decay (open-ended runs) or a hold and a final linear decay
+    (runs with a known budget: the decay at the end is where most of a fixed budget's gain lands)."""
     step = max(step, 1)
-    return cfg.peak_lr * min(step / cfg.warmup_steps, math.sqrt(cfg.warmup_steps / step))
+    if step < cfg.warmup_steps:
+        return cfg.peak_lr * step / cfg.warmup_steps
+    if cfg.lr_schedule == "inverse_sqrt":
+        return cfg.peak_lr * math.sqrt(cfg.warmup_steps / step)
+    remaining = (cfg.max_steps - step) / cfg.decay_steps
+    return cfg.final_lr + (cfg.peak_lr - cfg.final_lr) * min(1.0, max(0.0, remaining))
 
 
 def _spec_augment(x: torch.Tensor, lengths: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -303,7 +320,8 @@ class Trainer:
         contexts = decoder_contexts(y, tlen, m.cfg.context_size, BLANK_ID)
         dec = m.decoder(contexts)
         logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
-        loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean")
+        loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
+                              fastemit_lambda=self.cfg.fastemit_lambda)
         if self.char_ctc is None:
             ctc_y, ctc_len, ctc_lp = y, tlen, F.log_softmax(m.ctc_head(enc), dim=-1)
         else:
@@ -316,7 +334,7 @@ class Trainer:
         if self.ewc is not None:  # fine-tuning with EWC
             penalty = self.ewc.penalty(m)
             loss = loss + penalty
-            parts["ewc"] = float(penalty)
+            parts["ewc"] = float(penalty.detach())
         if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
             aux, aux_parts = m.auxiliary_loss(enc_len)
             loss = loss + aux

@@ -184,7 +184,7 @@ class SpeakerTrainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.opt.step()
         self.step += 1
-        return dict(step=self.step, loss=float(loss), am_softmax=float(example_loss.mean()),
+        return dict(step=self.step, loss=loss.detach().item(), am_softmax=example_loss.detach().mean().item(),
                     max_weight=float(weights.max()), lr=_lr(self.step, cfg))
 
     # -- held-out voices ---------------------------------------------------------------

@@ -29,6 +29,7 @@ DTYPES: dict[int, np.dtype] = {1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dty
 CODES = {dtype: code for code, dtype in DTYPES.items()}
 MAX_NAME_BYTES = 1024
 MAX_DIMS = 8
+MAX_DIM = 1 << 40  # per dimension, as cpp/tools/raw_tensors.cc's reader enforces
 GATED_CONFIG_KEYS = ("d_model", "num_heads", "ff_dim", "num_layers", "left_context", "joiner_dim", "max_rows",
                      "arbitrator_kernel", "arbitrator_hidden")
 
@@ -46,8 +47,9 @@ def write_raw_tensors(path: Path, tensors: Mapping[str, np.ndarray]) -> Path:
         if dtype not in CODES:
             raise RawTensorError(f"tensor {name!r}: dtype {array.dtype} is not one of float32, float64, int64, uint8")
         encoded = name.encode("utf-8")
-        if not 1 <= len(encoded) <= MAX_NAME_BYTES or array.ndim > MAX_DIMS:
-            raise RawTensorError(f"tensor {name!r}: name of 1 to {MAX_NAME_BYTES} bytes and at most {MAX_DIMS} dims")
+        if not 1 <= len(encoded) <= MAX_NAME_BYTES or array.ndim > MAX_DIMS or max(array.shape, default=0) > MAX_DIM:
+            raise RawTensorError(f"tensor {name!r}: name of 1 to {MAX_NAME_BYTES} bytes, at most {MAX_DIMS} dims "
+                                 f"of at most 2**40 each")
         parts += [struct.pack("<I", len(encoded)), encoded, struct.pack("<II", CODES[dtype], array.ndim),
                   struct.pack(f"<{array.ndim}Q", *array.shape), np.ascontiguousarray(array, dtype=dtype).tobytes()]
     path = Path(path)
@@ -85,6 +87,8 @@ def read_raw_tensors(path: Path) -> dict[str, np.ndarray]:
         if code not in DTYPES or ndim > MAX_DIMS:
             raise RawTensorError(f"{path}: tensor {name!r}: dtype code {code}, {ndim} dims")
         shape = struct.unpack(f"<{ndim}Q", take(8 * ndim, f"tensor {name!r} dims"))
+        if max(shape, default=0) > MAX_DIM:
+            raise RawTensorError(f"{path}: tensor {name!r}: a dimension above 2**40 in {shape}")
         size = int(np.prod(shape, dtype=object)) * DTYPES[code].itemsize
         tensors[name] = np.frombuffer(take(size, f"tensor {name!r} data"), dtype=DTYPES[code]).reshape(shape)
     if offset != len(data):

@@ -4,7 +4,7 @@
 //   cmake -S cpp -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ \
 //         -DFRAMEGATE_FUZZ=ON -DFRAMEGATE_BUILD_PYTHON=OFF
 //   cmake --build build/fuzz --target feature_window_fuzz
-//   build/fuzz/feature_window_fuzz -max_total_time=60 cpp/fuzz/regressions
+//   build/fuzz/feature_window_fuzz -max_total_time=60 cpp/fuzz/regressions/feature_window
 //
 // Each input is decoded into a config and a sequence of calls (Accept blocks of
 // fuzzer-chosen float bytes, including NaN/Inf, Finish, Reset, ...). Besides

@@ -192,6 +192,16 @@ void TestNonFiniteInputIsRefusedAndStateKept() {
   CHECK(state.frames == 0);
 }
 
+// Found by cpp/fuzz/global_cnn_state_fuzz.cc (cpp/fuzz/regressions/global_cnn_state/).
+void TestEmptyCallWithNullPointersIsANoOp() {
+  std::mt19937 rng(4);
+  const GlobalCnnConfig config = MakeConfig(2, 3, 1, 2, SqueezeMode::kEma);
+  const GlobalCnn cnn(config, RandomWeights(config, &rng));
+  GlobalCnnState state = cnn.InitialState();
+  cnn.Forward(nullptr, 0, &state, nullptr);
+  CHECK(state.frames == 0);
+}
+
 void TestBadConfigAndWeightsAreRefused() {
   std::mt19937 rng(5);
   GlobalCnnConfig config = MakeConfig(2, 3, 1, 2, SqueezeMode::kEma);
@@ -220,6 +230,7 @@ int main() {
       {"RandomChunkingsEqualOfflinePass", TestRandomChunkingsEqualOfflinePass},
       {"ResetStartsANewUtterance", TestResetStartsANewUtterance},
       {"NonFiniteInputIsRefusedAndStateKept", TestNonFiniteInputIsRefusedAndStateKept},
+      {"EmptyCallWithNullPointersIsANoOp", TestEmptyCallWithNullPointersIsANoOp},
       {"BadConfigAndWeightsAreRefused", TestBadConfigAndWeightsAreRefused},
       {"StateOfAnotherNetworkIsRefused", TestStateOfAnotherNetworkIsRefused},
   });

@@ -124,6 +124,20 @@ void AccessorsNameMissingAndMisshapenTensors() {
                                "2 values for shape (3,)"));
 }
 
+// Found by cpp/fuzz/raw_tensors_fuzz.cc (cpp/fuzz/regressions/raw_tensors/).
+void WhatTheWriterWritesTheReaderReads() {
+  const std::int64_t big = std::int64_t{1} << 40;  // the reader's largest dimension
+  const std::map<std::string, RawTensor> empty{{"e", RawTensor::Float64({big, big, 0}, {})}};
+  const RawTensorFile f = ParseRawTensors(SerializeRawTensors(empty), "e");
+  CHECK((f.Get("e").dims == std::vector<std::int64_t>{big, big, 0}) && f.Get("e").f64.empty());
+  CHECK(Throws<RawTensorError>([&] { SerializeRawTensors({{"w", RawTensor::Float32({big + 1, 0}, {})}}); },
+                               "tensor 'w': dimension 1099511627777 exceeds 1099511627776"));
+  // 2^32 x 2^32 elements wrap to 0 in 64 bits: not an empty tensor.
+  const std::int64_t wrap = std::int64_t{1} << 32;
+  CHECK(Throws<RawTensorError>([&] { SerializeRawTensors({{"w", RawTensor::Float32({wrap, wrap}, {})}}); },
+                               "has more than 2^64 elements"));
+}
+
 std::map<std::string, RawTensor> GlobalCnnTensors() {
   const std::int64_t c = 2, h = 3, s = 1;
   std::map<std::string, RawTensor> t{
@@ -190,6 +204,7 @@ int main() {
       {"bad_headers_are_named", BadHeadersAreNamed},
       {"hostile_records_are_refused_before_allocating", HostileRecordsAreRefusedBeforeAllocating},
       {"accessors_name_missing_and_misshapen_tensors", AccessorsNameMissingAndMisshapenTensors},
+      {"what_the_writer_writes_the_reader_reads", WhatTheWriterWritesTheReaderReads},
       {"kernel_weights_are_read_by_their_bundle_names", KernelWeightsAreReadByTheirBundleNames},
       {"kernel_weights_refuse_missing_misshapen_and_unexpected_tensors",
        KernelWeightsRefuseMissingMisshapenAndUnexpectedTensors},

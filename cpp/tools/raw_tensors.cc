@@ -108,6 +108,28 @@ void EncodeValues(std::vector<std::uint8_t>* out, const std::vector<T>& values) 
 
 bool KnownDType(std::uint32_t code) { return code >= 1 && code <= 4; }
 
+// The element count of a shape whose dimensions are in [0, kMaxDim]; false
+// when it does not fit 64 bits. A zero dimension makes the tensor empty
+// whatever the others are, so (2^40, 2^40, 0) has 0 elements.
+bool CountElements(const std::vector<std::int64_t>& dims, std::uint64_t* count) {
+  std::uint64_t n = 1;
+  bool overflow = false;
+  for (std::int64_t d : dims) {
+    const auto dim = static_cast<std::uint64_t>(d);
+    if (dim == 0) {
+      *count = 0;
+      return true;
+    }
+    if (n > std::numeric_limits<std::uint64_t>::max() / dim) {
+      overflow = true;
+    } else {
+      n *= dim;
+    }
+  }
+  *count = n;
+  return !overflow;
+}
+
 std::size_t StoredCount(const RawTensor& t) {
   switch (t.dtype) {
     case DType::kFloat32:
@@ -316,22 +338,18 @@ RawTensorFile ParseRawTensors(const std::vector<std::uint8_t>& bytes,
               std::to_string(kMaxDims));
     }
     RawTensor t = Make(dtype, {});
-    std::uint64_t elements = 1;
-    bool overflow = false;
     for (std::uint32_t k = 0; k < ndim; ++k) {
       const std::uint64_t dim = in.U64(what + " dimension");
       if (dim > kMaxDim) {
         in.Fail(what + ": dimension " + std::to_string(k) + " is " +
                 std::to_string(dim));
       }
-      if (dim != 0 && elements > std::numeric_limits<std::uint64_t>::max() / dim) {
-        overflow = true;
-      }
-      elements *= dim;
       t.dims.push_back(static_cast<std::int64_t>(dim));
     }
+    std::uint64_t elements = 0;
+    const bool fits = CountElements(t.dims, &elements);
     const std::uint64_t item = ItemSize(dtype);
-    if (overflow || elements > in.left() / item) {
+    if (!fits || elements > in.left() / item) {
       in.Fail("truncated: " + what + " of shape " + t.ShapeString() + " " +
               DTypeName(dtype) + " needs more bytes than the " +
               std::to_string(in.left()) + " left");
@@ -391,8 +409,18 @@ std::vector<std::uint8_t> SerializeRawTensors(
     }
     for (std::int64_t d : t.dims) {
       if (d < 0) throw RawTensorError("tensor '" + name + "': negative dim");
+      if (static_cast<std::uint64_t>(d) > kMaxDim) {
+        throw RawTensorError("tensor '" + name + "': dimension " +
+                             std::to_string(d) + " exceeds " +
+                             std::to_string(kMaxDim));
+      }
     }
-    if (StoredCount(t) != t.NumElements()) {
+    std::uint64_t elements = 0;
+    if (!CountElements(t.dims, &elements)) {
+      throw RawTensorError("tensor '" + name + "': shape " + t.ShapeString() +
+                           " has more than 2^64 elements");
+    }
+    if (StoredCount(t) != elements) {
       throw RawTensorError("tensor '" + name + "': " +
                            std::to_string(StoredCount(t)) +
                            " values for shape " + t.ShapeString());

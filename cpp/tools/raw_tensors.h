@@ -112,7 +112,8 @@ RawTensorFile ParseRawTensors(const std::vector<std::uint8_t>& bytes,
 RawTensorFile ReadRawTensors(const std::string& path);
 
 // Serializes `tensors` (names in map order). Throws RawTensorError if a
-// tensor's values disagree with its dims or dtype, or a name is invalid.
+// tensor's values disagree with its dims or dtype, a dimension is one the
+// reader refuses, or a name is invalid: what it writes, ParseRawTensors reads.
 std::vector<std::uint8_t> SerializeRawTensors(
     const std::map<std::string, RawTensor>& tensors);
 void WriteRawTensors(const std::string& path,

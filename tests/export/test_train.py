@@ -14,7 +14,7 @@ import torch
 from framegate.engine.audio import read_audio
 from framegate.engine.features import compute_fbank
 from framegate.export.feature_cache import FeatureCache, read_manifest
-from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets
+from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets, _lr
 
 TINY_MODEL = dict(vocab_size=40, conv_channels=8, d_model=32, rnn_hidden_size=48, num_layers=1,
                   joiner_dim=32, decoder_dim=32)
@@ -123,7 +123,7 @@ def test_data_parallel_under_torchrun_keeps_replicas_identical(tiny_corpus: Path
     script.write_text(
         "import os, sys, torch\n"
         "from pathlib import Path\n"
-        "from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets\n"
+        "from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets, _lr\n"
         "t = Trainer(TrainConfig.load(Path(sys.argv[1])))\n"
         "t.train()\n"
         "flat = torch.cat([p.detach().reshape(-1) for p in t.model.parameters()])\n"
@@ -147,3 +147,18 @@ def test_model_type_selects_the_model_class(tmp_path):
     bad.write_text('model_type = "transformer"\ncorpus_dir = "x"\nwork_dir = "y"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="unknown model_type 'transformer'"):
         TrainConfig.load(bad)
+
+
+def test_hold_linear_schedule_warms_up_holds_then_decays_to_final_lr(tiny_corpus: Path) -> None:
+    cfg = TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", peak_lr=1e-3, warmup_steps=10,
+                      lr_schedule="hold_linear", max_steps=100, decay_steps=40, final_lr=1e-4)
+    cfg.validate()
+    assert _lr(5, cfg) == pytest.approx(5e-4)
+    assert _lr(10, cfg) == _lr(60, cfg) == pytest.approx(1e-3)
+    assert _lr(80, cfg) == pytest.approx(5.5e-4)
+    assert _lr(100, cfg) == pytest.approx(1e-4)
+    inverse = TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", peak_lr=1e-3, warmup_steps=10)
+    assert _lr(40, inverse) == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="decay_steps"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", lr_schedule="hold_linear",
+                    max_steps=100, decay_steps=0).validate()

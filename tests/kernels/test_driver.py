@@ -8,6 +8,7 @@ not a crash" is checked by the sanitizers too.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from pathlib import Path
 
@@ -148,3 +149,11 @@ def test_python_reader_refuses_what_the_cpp_reader_refuses(tmp_path):
         read_raw_tensors(tmp_path / "extra.fgt")
     with pytest.raises(RawTensorError, match="dtype int32"):
         write_raw_tensors(tmp_path / "x.fgt", {"i": np.zeros(2, np.int32)})
+    huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=((1 << 40) + 1, 0), strides=(0, 0))
+    with pytest.raises(RawTensorError, match="2\\*\\*40"):
+        write_raw_tensors(tmp_path / "h.fgt", {"h": huge})
+    empty = write_raw_tensors(tmp_path / "e.fgt", {"e": np.zeros((3, 0), np.float32)}).read_bytes()
+    dims_at = len(empty) - 16  # the last record's two u64 dims (no data: the tensor is empty)
+    (tmp_path / "big.fgt").write_bytes(empty[:dims_at] + struct.pack("<QQ", (1 << 40) + 1, 0))
+    with pytest.raises(RawTensorError, match="above 2\\*\\*40"):
+        read_raw_tensors(tmp_path / "big.fgt")
