@@ -5,9 +5,12 @@ every speech utterance of the manifest is transcribed (the shipped bundle by def
 in 100 ms blocks as `framegate transcribe` does) and embedded; a speaker's embedding is the
 normalized mean of its utterances'. k-means (scikit-learn, cosine geometry: unit vectors)
 clusters the speakers into cohorts, ranked worst first by WER (errors / reference words over
-the cohort's utterances).
+the cohort's utterances). Each speaker weighs in the k-means objective (and the silhouette) by
+its utterance count, i.e. by the traffic it brings: otherwise a crowd of near-identical voices
+with two utterances each (the corpus's espeak-ng variants) takes every centroid and the voices
+that carry most of the speech share one cohort.
 
-k rule: `--k N` fixes it; by default k maximizes the silhouette score over
+k rule: `--k N` fixes it; by default k maximizes the utterance-weighted silhouette score over
 2..min(--max-k, speakers - 1) (ties: the larger k).
 
 Figures, all recomputable from the per-utterance file (`per_utterance`) the report names:
@@ -18,8 +21,8 @@ Figures, all recomputable from the per-utterance file (`per_utterance`) the repo
   prefix), the split maximizing WER(worse side) - WER(other side) among those whose worse side
   holds a share of speakers within 5 points of the cohorts' `bottom_share` (`matched`; when none
   does, the nearest share).
-- `shuffled_control`: the same k-means on the embeddings shuffled across speakers (what chance
-  alone finds), `repeats` times; the mean over the repeats whose bottom share is matched.
+- `shuffled_control`: the same k-means on the embeddings shuffled across speakers, each speaker
+  keeping its own weight (what chance alone finds), `repeats` times; the mean over the repeats whose bottom share is matched.
 The speakers' embeddings are written too (`_speakers.jsonl`), for the control and the plot.
 """
 from __future__ import annotations
@@ -43,15 +46,18 @@ ATTRIBUTES = ("accent", "synthesizer", "gender")
 SHARE_TOLERANCE = 0.05
 EXHAUSTIVE_MAX_VALUES = 12
 COHORT_KEYS = ("id", "wer", "speakers", "n_speakers", "n_utterances")
-K_RULE = "argmax silhouette over k = 2..min(max_k, speakers - 1), ties to the larger k"
+K_RULE = ("argmax utterance-weighted silhouette over k = 2..min(max_k, speakers - 1), ties to the larger k; "
+          "k-means weighted by utterances per speaker")
 
 
 @dataclass(frozen=True)
 class Cohorts:
-    """Speakers (sorted) with their embeddings, the k-means labels and centroids, k and how it was chosen."""
+    """Speakers (sorted) with their embeddings and utterance counts (k-means weights), the k-means
+    labels and centroids, k and how it was chosen."""
 
     speakers: list[str]
     embeddings: np.ndarray
+    weights: np.ndarray
     labels: np.ndarray
     centroids: np.ndarray
     k: int
@@ -76,13 +82,14 @@ def embed_rows(rows: list[dict], embedder: SpeakerEmbedder) -> np.ndarray:
     return np.stack([embedder.embed_file(row["audio"]) for row in tqdm(rows, desc="embedding", unit="utt")])
 
 
-def per_speaker(rows: list[dict], utterance_embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Sorted speakers and their embeddings (normalized mean of their utterances')."""
+def per_speaker(rows: list[dict], utterance_embeddings: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Sorted speakers, their embeddings (normalized mean of their utterances') and utterance counts."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
         groups[row["speaker"]].append(i)
     speakers = sorted(groups)
-    return speakers, np.stack([speaker_embedding(utterance_embeddings[groups[s]]) for s in speakers])
+    return (speakers, np.stack([speaker_embedding(utterance_embeddings[groups[s]]) for s in speakers]),
+            np.array([len(groups[s]) for s in speakers], dtype=float))
 
 
 def per_utterance_results(rows: list[dict], hyps: list[str]) -> list[dict]:
@@ -92,32 +99,49 @@ def per_utterance_results(rows: list[dict], hyps: list[str]) -> list[dict]:
 
 
 # -- clustering -----------------------------------------------------------------------
-def _kmeans(embeddings: np.ndarray, k: int, seed: int):
+def _kmeans(embeddings: np.ndarray, weights: np.ndarray, k: int, seed: int):
     from sklearn.cluster import KMeans
 
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings)
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(embeddings, sample_weight=weights)
 
 
-def discover(speakers: list[str], embeddings: np.ndarray, k: int | None, max_k: int, seed: int) -> Cohorts:
-    """k-means cohorts of the speaker embeddings, k fixed or by the silhouette rule (K_RULE)."""
-    from sklearn.metrics import silhouette_score
+def weighted_silhouette(embeddings: np.ndarray, weights: np.ndarray, labels: np.ndarray) -> float:
+    """The silhouette score of the points repeated `weights` times (integer weights), computed on
+    the distinct points: a speaker's copies are at distance 0 from each other."""
+    distance = np.sqrt(np.maximum(((embeddings[:, None, :] - embeddings[None]) ** 2).sum(-1), 0.0))
+    clusters = np.unique(labels)
+    mean_to = np.stack([(distance[:, labels == c] * weights[labels == c]).sum(1) for c in clusters], 1)
+    mass = np.array([weights[labels == c].sum() for c in clusters])
+    own = np.searchsorted(clusters, labels)
+    rows = np.arange(len(labels))
+    inside = mass[own] - 1.0
+    a = np.divide(mean_to[rows, own], inside, out=np.zeros(len(labels)), where=inside > 0)
+    others = mean_to / mass
+    others[rows, own] = np.inf
+    b = others.min(1)
+    s = np.where(inside > 0, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float((s * weights).sum() / weights.sum())
 
+
+def discover(speakers: list[str], embeddings: np.ndarray, weights: np.ndarray, k: int | None, max_k: int,
+             seed: int) -> Cohorts:
+    """Utterance-weighted k-means cohorts of the speaker embeddings, k fixed or by the silhouette rule (K_RULE)."""
     n = len(speakers)
     if n < 3:
         raise ValueError(f"cohort discovery needs at least 3 speakers, the manifest has {n}")
     silhouettes: dict[int, float] = {}
     if k is None:
         for candidate in range(2, min(max_k, n - 1) + 1):
-            fit = _kmeans(embeddings, candidate, seed)
+            fit = _kmeans(embeddings, weights, candidate, seed)
             if len(set(fit.labels_)) > 1:
-                silhouettes[candidate] = float(silhouette_score(embeddings, fit.labels_))
+                silhouettes[candidate] = weighted_silhouette(embeddings, weights, fit.labels_)
         if not silhouettes:
             raise ValueError("every speaker embedding is identical: no cohorts to find")
         k = max(silhouettes, key=lambda c: (round(silhouettes[c], 12), c))
     elif not 2 <= k <= n:
         raise ValueError(f"k = {k} must be in 2..{n} (the number of speakers)")
-    fit = _kmeans(embeddings, k, seed)
-    return Cohorts(speakers, embeddings, fit.labels_.copy(), fit.cluster_centers_.copy(), k, silhouettes)
+    fit = _kmeans(embeddings, weights, k, seed)
+    return Cohorts(speakers, embeddings, weights, fit.labels_.copy(), fit.cluster_centers_.copy(), k, silhouettes)
 
 
 def assign(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -197,13 +221,14 @@ def metadata_partition(per_utt: list[dict], target_share: float, attributes=ATTR
 
 def shuffled_control(per_utt: list[dict], cohorts: Cohorts, target_share: float, repeats: int, seed: int,
                      tolerance: float = SHARE_TOLERANCE) -> dict:
-    """k-means with the same k on embeddings shuffled across speakers; mean of the matched repeats."""
+    """k-means with the same k on embeddings shuffled across speakers (weights stay with the
+    speakers); mean of the matched repeats."""
     overall = _wer(per_utt, range(len(per_utt)))
     rng = np.random.default_rng(seed)
     gaps, shares = [], []
     for r in range(repeats):
         shuffled = cohorts.embeddings[rng.permutation(len(cohorts.speakers))]
-        labels = _kmeans(shuffled, cohorts.k, seed + 1 + r).labels_
+        labels = _kmeans(shuffled, cohorts.weights, cohorts.k, seed + 1 + r).labels_
         table = rank_cohorts(per_utt, dict(zip(cohorts.speakers, labels.tolist())))
         gap, share = _bottom(table, len(cohorts.speakers), overall)
         gaps.append(gap)
@@ -225,8 +250,8 @@ def run(model: Path | None, embedder: Path | None, manifest: Path, out: Path, k:
     emb_model = SpeakerEmbedder(embedder, num_threads=threads)
     utterance_embeddings = embed_rows(rows, emb_model)
     per_utt = per_utterance_results(rows, transcribe_rows(rows, model, threads))
-    speakers, speaker_emb = per_speaker(rows, utterance_embeddings)
-    cohorts = discover(speakers, speaker_emb, k, max_k, seed)
+    speakers, speaker_emb, speaker_weights = per_speaker(rows, utterance_embeddings)
+    cohorts = discover(speakers, speaker_emb, speaker_weights, k, max_k, seed)
     cohort_of = dict(zip(speakers, cohorts.labels.tolist()))
     table = rank_cohorts(per_utt, cohort_of)
     rank_of_label = {c["kmeans_label"]: c["id"] for c in table}

@@ -110,8 +110,8 @@ def run(config: Path, embedder: Path, lambdas: list[float], work: Path, out: Pat
     # 1. cohorts on dev voices
     dev = speech_rows(corpus / "dev.jsonl").rows
     dev_per_utt = per_utterance_results(dev, transcribe_rows(dev, base_bundle, threads))
-    dev_speakers, dev_emb = per_speaker(dev, embed_rows(dev, emb))
-    cohorts = discover(dev_speakers, dev_emb, k, max_k, seed)
+    dev_speakers, dev_emb, dev_weights = per_speaker(dev, embed_rows(dev, emb))
+    cohorts = discover(dev_speakers, dev_emb, dev_weights, k, max_k, seed)
     table = rank_cohorts(dev_per_utt, dict(zip(dev_speakers, cohorts.labels.tolist())))
     centroids = cohorts.centroids[[c["kmeans_label"] for c in table]]  # row r = the cohort ranked r
     worst_ids = list(range(min(worst, len(table))))
@@ -119,7 +119,7 @@ def run(config: Path, embedder: Path, lambdas: list[float], work: Path, out: Pat
     # 2. fine-tuning data: training voices nearest the worst cohorts
     train = speech_rows(corpus / "train.jsonl").rows
     placed = _sample_per_speaker(train, embed_per_speaker, seed)
-    train_speakers, train_emb = per_speaker(placed, embed_rows(placed, emb))
+    train_speakers, train_emb, _ = per_speaker(placed, embed_rows(placed, emb))
     chosen = set(finetune_voices(train_speakers, train_emb, centroids, worst_ids, min_speakers))
     finetune = work / "finetune.jsonl"
     finetune.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in train if r["speaker"] in chosen),
@@ -142,7 +142,7 @@ def run(config: Path, embedder: Path, lambdas: list[float], work: Path, out: Pat
 
     # 4. evaluation on test voices assigned to the dev cohorts
     test = speech_rows(corpus / "test.jsonl").rows
-    test_speakers, test_emb = per_speaker(test, embed_rows(test, emb))
+    test_speakers, test_emb, _ = per_speaker(test, embed_rows(test, emb))
     cohort_of = dict(zip(test_speakers, assign(test_emb, centroids).tolist()))
     systems, per_system = {}, {}
     for name, bundle in bundles.items():

@@ -144,7 +144,8 @@ def _web(args: argparse.Namespace) -> int:
 def _corpus_build(args: argparse.Namespace) -> int:
     from framegate.export.corpus.build import build_corpus
 
-    build_corpus(out_dir=args.out, hours=args.hours, seed=args.seed, workers=args.workers)
+    build_corpus(out_dir=args.out, hours=args.hours, seed=args.seed, workers=args.workers,
+                 test_words=args.test_words, splits=tuple(args.splits))
     return 0
 
 
@@ -378,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--workers", type=_positive_int, default=2)
+    p.add_argument("--test-words", type=_positive_int, default=5500, help="words in the test split at least")
+    p.add_argument("--splits", nargs="+", choices=("train", "dev", "test"), default=["train", "dev", "test"],
+                   help="splits to synthesize (all are planned, so each is the same as in a full build)")
     p.set_defaults(run=_corpus_build)
     p = corpus_verbs.add_parser("conversations", help="two-party conversations simulated from a corpus manifest")
     p.add_argument("--from", dest="from_manifest", type=Path, required=True, metavar="MANIFEST",

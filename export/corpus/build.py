@@ -124,9 +124,9 @@ def _render(job_and_dir: tuple[Job, Path]) -> dict:
     }
 
 
-def _summarize(rows: list[dict], seed: int, hours: float) -> dict:
+def _summarize(rows: list[dict], seed: int, hours: float, built: tuple[str, ...]) -> dict:
     splits = {}
-    for split in SPLITS:
+    for split in built:
         part = [r for r in rows if r["split"] == split]
         speakers = Counter(r["speaker"] for r in part if r["speaker"])
         splits[split] = {
@@ -143,15 +143,21 @@ def _summarize(rows: list[dict], seed: int, hours: float) -> dict:
     return {"seed": seed, "requested_train_hours": hours, "sample_rate": SAMPLE_RATE, "splits": splits, "licences": licences}
 
 
-def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_words: int = 5500, dev_hours: float | None = None, progress: bool = True) -> dict:
+def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_words: int = 5500, dev_hours: float | None = None, progress: bool = True, splits: tuple[str, ...] = SPLITS) -> dict:
     """Write `out_dir/audio/<split>/<id>.flac`, `out_dir/<split>.jsonl` and `out_dir/summary.json`; return the summary.
 
     Train holds about `hours` of speech, test at least `test_words` words, dev `dev_hours` (default
     5 % of `hours`); held-out splits have their own voice families and sentences. Raises CorpusError
-    before any synthesis if a synthesizer or voice is missing.
+    before any synthesis if a synthesizer or voice is missing. Every split is planned and only
+    `splits` rendered, so a larger test split (a bigger `test_words`) built alone for the same
+    `seed` and `hours` starts with the default test split's utterances and shares no voice or
+    sentence with that corpus's training split.
     """
     if hours <= 0 or workers < 1 or test_words < 0:
         raise CorpusError(f"need hours > 0, workers >= 1, test_words >= 0 (got {hours}, {workers}, {test_words})")
+    if not splits or set(splits) - set(SPLITS):
+        raise CorpusError(f"splits must be some of {', '.join(SPLITS)} (got {', '.join(splits) or 'none'})")
+    splits = tuple(split for split in SPLITS if split in splits)
     voices = voices_by_split()
     check_voices(sum(voices.values(), ()))
     sentences = split_sentences(load_sentences())
@@ -159,25 +165,25 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
     targets = {"train": (hours * 3600, 0), "dev": ((0.05 * hours if dev_hours is None else dev_hours) * 3600, 0), "test": (0.0, test_words)}
     plans = {split: _plan_split(split, voices[split], sentences[split], seed, rng, *targets[split]) for split in SPLITS}
     out_dir = Path(out_dir)
-    for split in SPLITS:
+    for split in splits:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("fork")
-    bank_jobs = [(split, job) for split in SPLITS for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
+    bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
     with context.Pool(workers) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
-    banks: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
+    banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):
         banks[split].append(samples)
-    jobs = [(job, out_dir) for split in SPLITS for job in plans[split]]
+    jobs = [(job, out_dir) for split in splits for job in plans[split]]
     rows: list[dict] = []
     with context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
         for row in tqdm(pool.imap(_render, jobs, chunksize=4), total=len(jobs), unit="utt", disable=not progress):
             rows.append(row)
-    for split in SPLITS:
+    for split in splits:
         with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as manifest:
             for row in rows:
                 if row["split"] == split:
                     manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
-    summary = _summarize(rows, seed, hours)
+    summary = _summarize(rows, seed, hours, splits)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from framegate.benchmarks.fairness_cohorts import discover, metadata_partition, shuffled_control
+from framegate.benchmarks.fairness_cohorts import discover, metadata_partition, shuffled_control, weighted_silhouette
 from framegate.export.corpus.manifest import ManifestError, speech_rows
 
 WORDS = "the cat sat on a warm mat and looked at the quiet garden".split()
@@ -116,11 +116,38 @@ def test_clusters_that_follow_the_errors_beat_the_shuffled_control():
     centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     group = [0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
     emb = centres[group] + 0.01 * rng.standard_normal((10, 3))
-    cohorts = discover([u["speaker"] for u in per_utt], emb / np.linalg.norm(emb, axis=1, keepdims=True), None, 4, 0)
+    cohorts = discover([u["speaker"] for u in per_utt], emb / np.linalg.norm(emb, axis=1, keepdims=True),
+                       np.ones(10), None, 4, 0)
     assert cohorts.k == 3 and len(set(cohorts.labels[:2])) == 1
     control = shuffled_control(per_utt, cohorts, target_share=0.2, repeats=30, seed=0)
     assert control["matched_repeats"] > 0
     assert control["wer_gap"] < 0.6 / 0.27 - 1  # chance rarely isolates exactly the two worst voices
+
+
+def test_weighted_silhouette_is_the_silhouette_of_the_repeated_points():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(1)
+    emb = rng.standard_normal((12, 4))
+    weights = rng.integers(1, 5, 12).astype(float)
+    labels = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 1])
+    labels[7] = 3  # a single speaker alone in a cohort
+    repeated = np.repeat(np.arange(12), weights.astype(int))
+    assert weighted_silhouette(emb, weights, labels) == pytest.approx(silhouette_score(emb[repeated], labels[repeated]))
+
+
+def test_a_voice_carrying_most_of_the_speech_gets_its_own_cohort_among_many_light_variants():
+    rng = np.random.default_rng(2)
+    light = rng.standard_normal((40, 8)) * 0.5 + np.eye(8)[0]  # 40 spread-out variants, 2 utterances each
+    heavy = np.stack([np.eye(8)[1] + 0.05 * rng.standard_normal(8), np.eye(8)[2] + 0.05 * rng.standard_normal(8)])
+    emb = np.vstack([light, heavy])
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    weights = np.array([2.0] * 40 + [60.0, 60.0])
+    speakers = [f"s{i:02d}" for i in range(42)]
+    weighted = discover(speakers, emb, weights, k=3, max_k=3, seed=0).labels
+    assert weighted[40] != weighted[41]
+    unweighted = discover(speakers, emb, np.ones(42), k=3, max_k=3, seed=0).labels
+    assert unweighted[40] == unweighted[41]  # the variants' spread takes the centroids
 
 
 GOOD = {"audio": "a.wav", "text": "hello there", "speaker": "v1", "synthesizer": "espeak-ng", "accent": "us",

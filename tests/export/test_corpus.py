@@ -89,6 +89,22 @@ def test_same_seed_gives_identical_corpus_for_any_worker_count(corpus: Path, tmp
             assert np.array_equal(sf.read(corpus / row["audio"])[0], sf.read(tmp_path / row["audio"])[0])
 
 
+def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
+    build_corpus(tmp_path, hours=0.01, seed=7, workers=1, test_words=120, dev_hours=0.002, progress=False,
+                 splits=("test",))
+    assert not (tmp_path / "train.jsonl").exists() and not (tmp_path / "audio" / "train").exists()
+    small = [row for row in _manifest(corpus, "test") if row["text"]]
+    large = [row for row in _manifest(tmp_path, "test") if row["text"]]
+    assert sum(len(row["text"].split()) for row in large) >= 120 > sum(len(row["text"].split()) for row in small)
+    assert large[:len(small)] == small
+    for row in small:
+        assert np.array_equal(sf.read(corpus / row["audio"])[0], sf.read(tmp_path / row["audio"])[0])
+    train_voices = {row["speaker"] for row in _manifest(corpus, "train")}
+    assert not train_voices & {row["speaker"] for row in large}
+    with pytest.raises(CorpusError, match="splits must be some of"):
+        build_corpus(tmp_path, hours=0.01, seed=7, workers=1, progress=False, splits=("validation",))
+
+
 def test_missing_synthesizer_binary_raises_corpus_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(CorpusError, match="espeak-ng"):
