@@ -32,9 +32,9 @@ class WindowCountingRecognizer(Recognizer):
         super().__init__(*args, **kwargs)
         self.windows = 0
 
-    def encode(self, window: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
-        self.windows += 1
-        return super().encode(window, state)
+    def encode_windows(self, windows: list[np.ndarray], state: Any) -> tuple[list[np.ndarray], Any]:
+        self.windows += len(windows)
+        return super().encode_windows(windows, state)
 
 
 @dataclass

@@ -5,9 +5,16 @@ blank and `<unk>` emit nothing; the stateless decoder starts from the context
 [-1, ..., -1, blank] and runs again only after an emission, so its output is cached in
 the search state. The joiner scores a run of frames in one call while the decoder output
 stays the same (it is row-wise, so this equals calling it frame by frame).
+
+The stateless decoder's output depends on its context alone (the last `context_size`
+tokens), and a vocabulary's common contexts recur all the time, so `GreedySearch` keeps the
+outputs of the most recently used contexts (`DECODER_CACHE_CONTEXTS`, shared by every
+stream of a recognizer): a cached context costs a dictionary lookup instead of an ONNX
+Runtime call, and returns the very array that call returned.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +23,7 @@ import onnxruntime as ort
 from framegate.engine.bundle import Bundle
 
 JOINER_BATCH_FRAMES = 16  # rows per joiner call: bounds the work redone after an emission
+DECODER_CACHE_CONTEXTS = 2048  # decoder outputs kept: about 3 MB at joiner_dim 320
 
 
 @dataclass
@@ -23,7 +31,7 @@ class SearchState:
     """Search state of one utterance; `frames` counts encoder frames searched so far."""
 
     context: np.ndarray  # (1, context_size) int64, the decoder's input
-    decoder_out: np.ndarray  # (1, joiner_dim) float32, cached decoder output for `context`
+    decoder_out: np.ndarray  # (1, joiner_dim) float32, decoder output for `context` (read-only, may be shared)
     tokens: list[int] = field(default_factory=list)
     token_frames: list[int] = field(default_factory=list)  # encoder frame of each token
     frames: int = 0
@@ -35,22 +43,26 @@ class SearchState:
 
 
 class GreedySearch:
-    """Stateless search logic over a bundle's decoder and joiner sessions."""
+    """Search logic over a bundle's decoder and joiner sessions; its only state is the
+    decoder-output cache, which is a pure function of the context (safe to share by threads)."""
 
     def __init__(self, bundle: Bundle) -> None:
         self._decoder: ort.InferenceSession = bundle.decoder_session
         self._joiner: ort.InferenceSession = bundle.joiner_session
         self._context_size = bundle.decoder.context_size
-        self._no_emit = {bundle.decoder.blank_id} | ({bundle.unk_id} if bundle.unk_id is not None else set())
         self._blank_id = bundle.decoder.blank_id
+        no_emit = {bundle.decoder.blank_id} | ({bundle.unk_id} if bundle.unk_id is not None else set())
+        self._emits = [token not in no_emit for token in range(bundle.decoder.vocab_size)]  # by token id
+        self._decoder_out = functools.lru_cache(maxsize=DECODER_CACHE_CONTEXTS)(self._run_decoder)
 
     def initial_state(self) -> SearchState:
-        context = np.full((1, self._context_size), -1, dtype=np.int64)
-        context[0, -1] = self._blank_id
-        return SearchState(context=context, decoder_out=self._run_decoder(context))
+        context = (-1,) * (self._context_size - 1) + (self._blank_id,)
+        return SearchState(context=np.array([context], dtype=np.int64), decoder_out=self._decoder_out(context))
 
-    def _run_decoder(self, context: np.ndarray) -> np.ndarray:
-        return self._decoder.run(None, {"y": context})[0]
+    def _run_decoder(self, context: tuple[int, ...]) -> np.ndarray:
+        out = self._decoder.run(None, {"y": np.array([context], dtype=np.int64)})[0]
+        out.flags.writeable = False  # cached and shared by every stream that reaches this context
+        return out
 
     def search(self, encoder_out: np.ndarray, state: SearchState) -> None:
         """Extend `state` with the frames of `encoder_out` (T, joiner_dim)."""
@@ -58,18 +70,17 @@ class GreedySearch:
         start = 0
         while start < len(encoder_out):
             frames = encoder_out[start:start + JOINER_BATCH_FRAMES]
-            decoder_out = np.broadcast_to(state.decoder_out, frames.shape)
-            logits = self._joiner.run(None, {"encoder_out": frames, "decoder_out": np.ascontiguousarray(decoder_out)})[0]
-            best = logits.argmax(axis=1)
-            emitting = [i for i, token in enumerate(best.tolist()) if token not in self._no_emit]
-            if not emitting:
+            decoder_out = np.repeat(state.decoder_out, len(frames), axis=0)
+            best = self._joiner.run(None, {"encoder_out": frames, "decoder_out": decoder_out})[0].argmax(axis=1)
+            offset = next((i for i, token in enumerate(best.tolist()) if self._emits[token]), None)
+            if offset is None:
                 start += len(frames)
                 continue
-            offset = emitting[0]
             token = int(best[offset])
             state.tokens.append(token)
             state.token_frames.append(state.frames + start + offset)
-            state.context = np.concatenate([state.context[:, 1:], [[token]]], axis=1).astype(np.int64)
-            state.decoder_out = self._run_decoder(state.context)
+            context = (*state.context[0, 1:].tolist(), token)
+            state.context = np.array([context], dtype=np.int64)
+            state.decoder_out = self._decoder_out(context)
             start += offset + 1
         state.frames += len(encoder_out)

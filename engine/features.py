@@ -86,7 +86,11 @@ class StreamingFbank:
         self._taken = 0
 
     def accept(self, samples_16k: np.ndarray) -> None:
-        self._fbank.accept_waveform(SAMPLE_RATE, np.ascontiguousarray(samples_16k, dtype=np.float32))
+        # The binding takes a sequence of floats and reads it item by item. A numpy array hands
+        # out numpy scalars (a third of the fbank's time goes into making them); a memoryview
+        # of the same buffer hands out plain floats, without the 8x memory of a list.
+        # float32 -> Python float -> float32 is exact, so the features are the same bits.
+        self._fbank.accept_waveform(SAMPLE_RATE, memoryview(np.ascontiguousarray(samples_16k, dtype=np.float32)))
 
     def input_finished(self) -> None:
         self._fbank.input_finished()
@@ -100,10 +104,11 @@ class StreamingFbank:
         ready = self._fbank.num_frames_ready
         n = ready - self._taken
         out = np.empty((n, self.config.num_bins), dtype=np.float32)
+        if not n:
+            return out
         for i in range(n):
             out[i] = self._fbank.get_frame(self._taken + i)
-        if n:
-            self._fbank.pop(n)
+        self._fbank.pop(n)
         self._taken = ready
         return out
 

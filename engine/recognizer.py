@@ -72,19 +72,36 @@ class Recognizer:
         `state` is the model type's encoder state (engine/encoder_runner.py)."""
         return self._encoder.encode(window, state)
 
+    def encode_windows(self, windows: list[np.ndarray], state: Any) -> tuple[list[np.ndarray], Any]:
+        """Consecutive windows of one utterance through the encoder: each window's frames and the
+        state after the last. One window is one `encode` call; several (only for a runner whose
+        `windows_per_call` allows them) go through the runner's `encode_windows` in one call."""
+        if len(windows) == 1:
+            encoder_out, state = self.encode(windows[0], state)
+            return [encoder_out], state
+        return self._encoder.encode_windows(windows, state)
+
     def decode(self, stream: Stream) -> None:
-        """Decode every window `stream` has ready, closing utterances at endpoints."""
+        """Decode every window `stream` has ready, closing utterances at endpoints.
+
+        Windows that are ready together share an encoder call where the runner allows it
+        (engine/encoder_runner.py); the search and the endpoint rule still step window by
+        window, and an endpoint drops the rest of the call's windows: the next utterance
+        encodes its audio afresh."""
         stream.is_endpoint = False
-        while (window := stream.next_window()) is not None:
+        windows_per_call = getattr(self._encoder, "windows_per_call", 1)
+        while windows := stream.next_windows(windows_per_call):
             utt = stream.utterance
-            encoder_out, encoder_state = self.encode(window, utt.encoder_state)
-            self._search.search(encoder_out, utt.search)
-            stream.commit_chunk(encoder_state)
-            if self.endpoint is not None and detect_endpoint(
-                    self.endpoint, utterance_s=utt.search.frames * stream.encoder_frame_s,
-                    trailing_silence_s=utt.search.trailing_blank_frames * stream.encoder_frame_s,
-                    decoded_anything=bool(utt.search.tokens)):
-                stream.close_utterance()
+            outputs, encoder_state = self.encode_windows(windows, utt.encoder_state)
+            for encoder_out in outputs:
+                self._search.search(encoder_out, utt.search)
+                stream.commit_chunk(encoder_state)
+                if self.endpoint is not None and detect_endpoint(
+                        self.endpoint, utterance_s=utt.search.frames * stream.encoder_frame_s,
+                        trailing_silence_s=utt.search.trailing_blank_frames * stream.encoder_frame_s,
+                        decoded_anything=bool(utt.search.tokens)):
+                    stream.close_utterance()
+                    break
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> Result:
         """A whole signal through one stream, as a file or microphone would feed it.

@@ -227,9 +227,19 @@ class Stream:
         """The next encoder window (window_frames, num_bins) of this utterance, or None."""
         return self.utterance.windows.popleft() if self.has_window() else None
 
+    def next_windows(self, limit: int) -> list[np.ndarray]:
+        """Up to `limit` consecutive encoder windows of this utterance (none when none is ready)."""
+        if not self.has_window():
+            return []
+        windows = self.utterance.windows
+        return [windows.popleft() for _ in range(min(limit, len(windows)))]
+
     def commit_chunk(self, encoder_state: Any) -> None:
-        """Record that one window went through the encoder and the search: keep its encoder
-        state and drop the samples now behind the decoded chunks."""
+        """Record that one window went through the encoder and the search: keep the encoder
+        state and drop the samples now behind the decoded chunks. When several windows went
+        through one encoder call, each of them commits the state after the last one: the next
+        encoder call reads it only once all of them are committed (or an endpoint has replaced
+        the utterance)."""
         utt = self.utterance
         utt.encoder_state = encoder_state
         utt.chunks_decoded += 1

@@ -34,14 +34,14 @@ def stream_with_encoder_capture(recognizer: Recognizer, blocks: list[np.ndarray]
                                 monkeypatch: pytest.MonkeyPatch) -> tuple[Stream, np.ndarray]:
     """Feed blocks (decoding after each) and return the stream and every encoder frame it produced."""
     captured: list[np.ndarray] = []
-    encode = recognizer.encode
+    encode_windows = recognizer.encode_windows
 
-    def recording_encode(window, state):
-        out = encode(window, state)
-        captured.append(out[0])
+    def recording_encode_windows(windows, state):
+        out = encode_windows(windows, state)
+        captured.extend(out[0])
         return out
 
-    monkeypatch.setattr(recognizer, "encode", recording_encode)
+    monkeypatch.setattr(recognizer, "encode_windows", recording_encode_windows)
     stream = recognizer.create_stream()
     for block in blocks:
         stream.accept_waveform(sample_rate, block)
