@@ -11,6 +11,7 @@ import _thread
 import io
 import json
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -158,6 +159,15 @@ class RecordingView(LiveView):
     def show_status(self, status: str, partial: str) -> None:
         self.partials.append((time.perf_counter(), partial))
         super().show_status(status, partial)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """The fake user's Ctrl-C (`_thread.interrupt_main`) does nothing when SIGINT is ignored, as
+    it is for a test run started in the background by a non-interactive shell: handle it here."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)
