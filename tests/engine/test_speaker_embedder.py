@@ -80,3 +80,18 @@ def test_checksum_mismatch_is_refused(tiny_embedder, tmp_path):
         (path / "embedding.onnx").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="checksum mismatch"):
         SpeakerEmbedder(_damaged(tiny_embedder, tmp_path, flip))
+
+
+def test_shipped_embedder_is_the_default_and_embeds_any_audio_form_alike():
+    import soundfile as sf
+    import soxr
+
+    embedder = SpeakerEmbedder()  # engine/assets/default_speaker_embedding
+    assert embedder.model_card["adversarial_reweighting"] is False and embedder.model_card["step"] > 0
+    example = Path(__file__).resolve().parents[2] / "engine" / "assets" / "example.wav"
+    samples, rate = sf.read(example, dtype="float32")
+    reference = embedder.embed(samples, rate)
+    assert np.linalg.norm(reference) == pytest.approx(1.0, abs=1e-5)
+    stereo_44k = np.repeat(soxr.resample(samples, rate, 44100)[:, None], 2, axis=1)
+    as_int16 = np.round(np.clip(stereo_44k, -1, 1) * 32767).astype(np.int16)
+    assert float(reference @ embedder.embed(as_int16, 44100)) > 0.95
