@@ -48,6 +48,16 @@ void GatedEncoderConfig::Validate() const {
     throw std::invalid_argument(
         "GatedEncoderConfig.arbitrator is not an ArbitratorKind");
   }
+  // The weights are as big as the file that holds them, but left_context and max_rows size
+  // the key/value cache and the scratch rows alone: bound what one stream may allocate.
+  const std::int64_t cache = 2LL * num_layers * left_context * d_model;
+  const std::int64_t scratch = static_cast<std::int64_t>(max_rows) * std::max(ff_dim, 3 * d_model);
+  if (cache > kMaxStreamFloats || scratch > kMaxStreamFloats) {
+    throw std::invalid_argument(
+        "GatedEncoderConfig: the key/value cache (" + std::to_string(cache) +
+        " floats) and the scratch rows (" + std::to_string(scratch) +
+        " floats) must each be at most 2^28 floats (1 GiB); lower left_context or max_rows");
+  }
 }
 
 std::string GatedEncoderConfig::ToString() const {

@@ -31,6 +31,9 @@ namespace framegate {
 enum class ArbitratorKind { kNone, kFeature, kBlock };
 enum class GateMode { kGated, kDense, kForced };
 
+// What one stream may allocate for its key/value cache, and for its scratch rows (floats each).
+inline constexpr std::int64_t kMaxStreamFloats = std::int64_t{1} << 28;
+
 struct GatedEncoderConfig {
   int d_model = 0;
   int num_heads = 0;
@@ -43,7 +46,7 @@ struct GatedEncoderConfig {
   int arbitrator_kernel = 1;  // kFeature only
   int arbitrator_hidden = 1;  // kFeature and kBlock
 
-  void Validate() const;
+  void Validate() const;  // also bounds the stream's memory by kMaxStreamFloats
   std::string ToString() const;
   int NumGates() const { return 2 * num_layers; }
   GatedBlockConfig BlockConfig() const;

@@ -291,6 +291,14 @@ void TestBadInputIsRefusedAndLeavesStateUntouched() {
   GatedEncoderWeights missing = Weights(c);
   missing.feature_arbitrator.reset();
   CHECK(Throws([&] { GatedEncoder bad(c, missing); }));
+  GatedEncoderConfig huge_cache = c;
+  huge_cache.left_context = 1 << 20;  // each size is in range, the cache they make is not
+  huge_cache.num_layers = 1 << 10;
+  CHECK(Throws([&] { huge_cache.Validate(); }));
+  GatedEncoderConfig huge_tiles = c;
+  huge_tiles.max_rows = 1 << 20;
+  huge_tiles.ff_dim = 1 << 10;
+  CHECK(Throws([&] { huge_tiles.Validate(); }));
 }
 
 }  // namespace
