@@ -115,14 +115,14 @@ def convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_che
     return model.eval(), bundle
 
 
-def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int):
-    """Feed `samples_16k` to a new stream in seeded random blocks (1 to 8999 samples), decoding after
-    each, then finish it; the finished stream (its result, telemetry) is for the caller to compare."""
+def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int, max_block: int = 8999):
+    """Feed `samples_16k` to a new stream in seeded random blocks (1 to `max_block` samples), decoding
+    after each, then finish it; the finished stream (its result, telemetry) is for the caller to compare."""
     rng = np.random.default_rng(seed)
     stream = recognizer.create_stream()
     pos = 0
     while pos < len(samples_16k):
-        size = int(rng.integers(1, 9000))
+        size = int(rng.integers(1, max_block + 1))
         stream.accept_waveform(16000, samples_16k[pos:pos + size])
         recognizer.decode(stream)
         pos += size
@@ -151,7 +151,8 @@ def stream_until_endpoint():
 
 @pytest.fixture(scope="session")
 def stream_in_random_blocks():
-    """`stream_in_random_blocks(recognizer, samples_16k, seed)`: the stream after a seeded random-block feed."""
+    """`stream_in_random_blocks(recognizer, samples_16k, seed[, max_block])`: the stream after a seeded
+    random-block feed."""
     return _stream_in_random_blocks
 
 

@@ -51,7 +51,8 @@ def test_encoding_windows_together_equals_encoding_them_one_by_one(lstm_bundle, 
     np.testing.assert_array_equal(batched.c, state.c)
 
 
-def _feed(recognizer: Recognizer, samples_16k: np.ndarray, seed: int) -> tuple[object, int, int]:
+def _feed(recognizer: Recognizer, samples_16k: np.ndarray, seed: int, stream_in_random_blocks
+          ) -> tuple[object, int, int]:
     """Feed random blocks (up to 1.2 s, so several windows are often ready at once), decoding after
     each; returns the finished result, how many encoder calls took more than one window and how
     many windows were encoded in all."""
@@ -65,28 +66,20 @@ def _feed(recognizer: Recognizer, samples_16k: np.ndarray, seed: int) -> tuple[o
         return encode_windows(windows, state)
 
     recognizer.encode_windows = counting
-    rng = np.random.default_rng(seed)
-    stream = recognizer.create_stream()
-    pos = 0
-    while pos < len(samples_16k):
-        size = int(rng.integers(1, 19200))
-        stream.accept_waveform(16000, samples_16k[pos:pos + size])
-        recognizer.decode(stream)
-        pos += size
-    stream.input_finished()
-    recognizer.decode(stream)
+    stream = stream_in_random_blocks(recognizer, samples_16k, seed, max_block=19199)
     del recognizer.encode_windows
     return stream.result, batched_calls, encoded
 
 
 @pytest.mark.parametrize("endpoint", [None, SHORT_UTTERANCES], ids=["one-utterance", "endpoints"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_streams_decode_alike_with_and_without_window_batching(tiny_bundle, speechlike_16k, endpoint, seed):
+def test_streams_decode_alike_with_and_without_window_batching(tiny_bundle, speechlike_16k, endpoint, seed,
+                                                               stream_in_random_blocks):
     batching = Recognizer(tiny_bundle, endpoint=endpoint)
     one_by_one = Recognizer(tiny_bundle, endpoint=endpoint)
     one_by_one._encoder.windows_per_call = 1
-    got, batched_calls, batched_windows = _feed(batching, speechlike_16k, seed)
-    want, unbatched_calls, unbatched_windows = _feed(one_by_one, speechlike_16k, seed)
+    got, batched_calls, batched_windows = _feed(batching, speechlike_16k, seed, stream_in_random_blocks)
+    want, unbatched_calls, unbatched_windows = _feed(one_by_one, speechlike_16k, seed, stream_in_random_blocks)
     assert batched_calls > 0 and unbatched_calls == 0  # the comparison is not vacuous
     assert got.tokens == want.tokens and len(want.tokens) > 20
     assert got.timestamps == want.timestamps
