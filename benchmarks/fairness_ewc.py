@@ -135,7 +135,8 @@ def run(config: Path, embedder: Path, lambdas: list[float], work: Path, out: Pat
         if lam > 0 and fisher is not None and not (run_dir / "fisher.pt").exists():
             shutil.copyfile(fisher, run_dir / "fisher.pt")
         trainer = Trainer(replace(cfg, work_dir=str(run_dir), finetune_on=str(finetune), ewc_lambda=lam))
-        trainer.train()
+        if not trainer.train():  # a stop request: its checkpoint is saved, the next run resumes it
+            raise SystemExit(f"stopped while fine-tuning {run_dir}; run the same command again to resume")
         if lam > 0:
             fisher = run_dir / "fisher.pt"
         bundles[name] = run_dir / "bundle"

@@ -172,7 +172,9 @@ def _train(args: argparse.Namespace) -> int:
 def _train_speaker(args: argparse.Namespace) -> int:
     from framegate.export.train_speaker import run
 
-    print(run(args.config))
+    bundle = run(args.config)
+    if bundle is not None:  # None: a stop request ended the run early (it said so, and resumes next time)
+        print(bundle)
     return 0
 
 

@@ -1,9 +1,9 @@
 """Training the separator-transducer-segmenter on conversations simulated on the fly.
 
 `framegate train --config export/recipes/sts.toml` runs `StsTrainer`: the baseline Trainer's
-loop, checkpoints, resume, warm-up schedule and data parallelism, with its own data path
-and loss. The single-speaker FeatureCache does not fit: a mixture's fbank is not the sum of
-its voices' fbanks, so every training window is mixed in the waveform domain and
+loop, checkpoints, resume, graceful stop, warm-up schedule and data parallelism, with its own
+data path and loss. The single-speaker FeatureCache does not fit: a mixture's fbank is not the
+sum of its voices' fbanks, so every training window is mixed in the waveform domain and
 featurized when it is drawn. What is cached instead is the corpus waveform (int16,
 memory-mapped, `WaveStore`) and each utterance's trimmed speech span.
 

@@ -2,7 +2,8 @@
 
 Built for two CPU cores: features cached once, length-bucketed batches (shortest first
 in the first epoch), an auxiliary CTC loss to leave the blank plateau early, SpecAugment
-after a warm-up, checkpoints every few minutes with automatic resume, periodic dev WER.
+after a warm-up, checkpoints every few minutes with automatic resume, periodic dev WER. A first
+SIGTERM or SIGINT stops the run after the current step with a checkpoint (export/stop_request.py).
 Under `torchrun` it trains data-parallel (gloo on CPU, nccl on GPUs).
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from framegate.export.loss import rnnt_loss
 from framegate.export.models import model_classes
 from framegate.export.models.lstm_transducer import (LstmTransducerConfig, decoder_contexts,
                                                      subsampled_length)
+from framegate.export.stop_request import StopRequest
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
 
 
@@ -365,7 +367,14 @@ class Trainer:
                     example_ref=pairs[0][0] if pairs else "", example_hyp=pairs[0][1] if pairs else "")
 
     # -- loop --------------------------------------------------------------------------
-    def train(self) -> None:
+    def train(self) -> bool:
+        """Train to max_steps (or max_hours) and finish: weights_last.pt means a finished run. A first
+        SIGTERM or SIGINT ends the run after the current step with only the resumable checkpoint.
+        Returns whether the run finished."""
+        with StopRequest() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: StopRequest) -> bool:
         cfg = self.cfg
         start = time.monotonic()
         last_ckpt = start
@@ -398,6 +407,9 @@ class Trainer:
                     log.write(json.dumps(dict(step=self.step, loss=loss_value, **parts, grad_norm=gnorm,
                                               lr=_lr(self.step, cfg), t=time.monotonic() - start)) + "\n")
                     log.flush()
+                if self._stop_agreed(stop.requested):
+                    self._stop(log)
+                    return False
                 if self.step % cfg.eval_every_steps == 0 and self.is_main:
                     result = self.evaluate()
                     log.write(json.dumps(result) + "\n")
@@ -412,10 +424,30 @@ class Trainer:
                     last_ckpt = now
                 if out_of_time:
                     self._finish(log)
-                    return
+                    return True
             self.epoch += 1
             self.batch_in_epoch = 0
         self._finish(log)
+        return True
+
+    def _stop_agreed(self, requested: bool) -> bool:
+        """Whether any process was asked to stop: under torchrun all stop at the same step (each
+        gets its own signal, not necessarily during the same step), so none waits in a collective."""
+        if self.world == 1:
+            return requested
+        flag = torch.tensor([float(requested)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def _stop(self, log) -> None:
+        """End a run early on request: the resumable checkpoint only; weights_last.pt, the
+        fine-tuned bundle and the rest of _finish belong to finished runs."""
+        if self.is_main:
+            print(f"stop requested: saving a checkpoint at step {self.step}", flush=True)
+        self._save()
+        if self.is_main:
+            log.close()
+        self._barrier()
 
     def _average_gradients(self) -> None:
         """Data parallelism: every process steps with the mean gradient of all batches."""

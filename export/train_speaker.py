@@ -12,7 +12,9 @@ the embedding network lowers it (min-max, one step each per batch).
 
 Features are the engine's fbank, cached once (`features_dir` may point at the transducer's
 feature cache of the same corpus to skip recomputing it). Checkpoints every few minutes with
-automatic resume; at the end `weights_last.pt` and the embedding bundle `bundle/`.
+automatic resume; at the end `weights_last.pt` and the embedding bundle `bundle/`. A first
+SIGTERM or SIGINT (export/stop_request.py) ends the run after the current step with only the
+checkpoint: the run resumes from it and is not finished.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from framegate.export.feature_cache import FeatureCache
 from framegate.export.models.speaker_embedding import (AdditiveMarginSoftmax, ExampleAdversary, PairLoss,
                                                        SpeakerEmbedding, SpeakerEmbeddingConfig)
 from framegate.export.speaker_verification import equal_error_rate, trial_scores
+from framegate.export.stop_request import StopRequest
 
 MODEL_TYPE = "speaker_embedding"
 
@@ -230,19 +233,24 @@ class SpeakerTrainer:
                         step=self.step, speakers=self.speakers,
                         adversarial_reweighting=self.cfg.adversarial_reweighting), path)
 
-    def train(self) -> Path:
-        """Train to max_steps (or max_hours), then write weights_last.pt and bundle/; returns the bundle."""
+    def train(self) -> Path | None:
+        """Train to max_steps (or max_hours), then write weights_last.pt and bundle/; returns the bundle,
+        or None when a stop request ended the run early (then only checkpoint.pt is written)."""
         from framegate.export.speaker_export import export_embedding_bundle
 
         cfg = self.cfg
         start = last_ckpt = time.monotonic()
         self.model.train()
-        with open(self.work / "train_log.jsonl", "a", encoding="utf-8") as log:
+        with open(self.work / "train_log.jsonl", "a", encoding="utf-8") as log, StopRequest() as stop:
             while self.step < cfg.max_steps and (time.monotonic() - start) / 3600 < cfg.max_hours:
                 record = self.train_step(*self.batch())
                 if self.step % 50 == 0:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
+                if stop.requested:
+                    print(f"stop requested: saving a checkpoint at step {self.step}", flush=True)
+                    self._save()
+                    return None
                 if self.step % cfg.eval_every_steps == 0:
                     result = self.evaluate()
                     log.write(json.dumps(result) + "\n")
@@ -258,5 +266,5 @@ class SpeakerTrainer:
         return export_embedding_bundle(self.work / "weights_last.pt", self.work / "bundle", model_card=card)
 
 
-def run(config_path: Path) -> Path:
+def run(config_path: Path) -> Path | None:
     return SpeakerTrainer(SpeakerTrainConfig.load(config_path)).train()
