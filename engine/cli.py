@@ -233,6 +233,9 @@ def _export(args: argparse.Namespace) -> int:
         if args.format != "sherpa-onnx":
             raise FramegateError("--model BUNDLE is a source only for --format sherpa-onnx; a bundle is "
                                  "exported from --checkpoint")
+        if args.chunk_frames is not None:
+            raise FramegateError("--chunk-frames applies when exporting from --checkpoint; a bundle keeps "
+                                 "the chunk it was exported with")
         from framegate.export.sherpa_export import write_sherpa_dir
 
         print(write_sherpa_dir(args.model, args.out))
@@ -243,12 +246,13 @@ def _export(args: argparse.Namespace) -> int:
         if args.format == "sherpa-onnx":
             from framegate.export.sherpa_export import export_sherpa_from_checkpoint
 
-            out = export_sherpa_from_checkpoint(args.checkpoint, args.out, tokens=args.tokens)
+            out = export_sherpa_from_checkpoint(args.checkpoint, args.out, tokens=args.tokens,
+                                                chunk_frames=args.chunk_frames)
         else:
             from framegate.export.onnx_export import export_bundle
 
             out = export_bundle(args.checkpoint, args.out, tokens=args.tokens,
-                                model_card={"checkpoint": str(args.checkpoint)})
+                                model_card={"checkpoint": str(args.checkpoint)}, chunk_frames=args.chunk_frames)
     except ValueError as e:  # export's refusals of the inputs (config, tokens) are user errors
         raise FramegateError(str(e)) from None
     print(out)
@@ -451,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--tokens", type=Path, default=None, metavar="PATH",
                    help="tokens.txt (default: the one beside the checkpoint)")
+    p.add_argument("--chunk-frames", type=int, default=None, metavar="N",
+                   help="stream in chunks of N fbank frames (a multiple of 4) instead of the checkpoint's: less "
+                        "algorithmic latency, more encoder calls per second (LSTM transducer, ConvRNN-T)")
     p.set_defaults(run=_export)
 
     p = verbs.add_parser("model-card", help="write MODEL_CARD.md into a bundle from measured reports")

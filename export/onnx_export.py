@@ -19,14 +19,35 @@ from framegate.export.bundle_writer import (base_manifest, check_tokens, copy_to
 from framegate.export.compute_cost import encoder_macs_per_second, parameter_count
 from framegate.export.exportable_lstm import ExportableEncoder
 from framegate.export.models import model_classes
-from framegate.export.models.lstm_transducer import LstmTransducer
+from framegate.export.models.lstm_transducer import SUBSAMPLING, LstmTransducer
 
 MODEL_TYPE = "lstm_transducer"
 ONNX_FILES = ("encoder.onnx", "decoder.onnx", "joiner.onnx")
+# Model types whose streamed output does not depend on the chunk: the conv subsampling has no
+# time padding and everything after it is causal with its state carried from window to window
+# (LSTM h/c; ConvRNN-T's local-CNN cache and global-CNN running state, streamed exactly for any
+# chunking), so windows of chunk_frames + 3 fbank frames give the frames of one full pass for any
+# chunk_frames. Training runs that full pass; for these models the chunk is an export choice,
+# algorithmic latency (chunk + lookahead) against encoder calls per second.
+CHUNK_FREE_MODEL_TYPES = ("lstm_transducer", "convrnnt")
 
 
-def load_model(checkpoint: Path) -> nn.Module:
-    """The eval-mode model from a weights-only checkpoint (or a training checkpoint)."""
+def check_chunk_frames(model_type: str, chunk_frames: int) -> None:
+    """ValueError unless a bundle of `model_type` may stream in chunks of `chunk_frames` fbank frames."""
+    if model_type not in CHUNK_FREE_MODEL_TYPES:
+        raise ValueError(f"a {model_type} model keeps its checkpoint's chunk_frames: choosing it at export is "
+                         f"supported only where the output is chunk-independent ({', '.join(CHUNK_FREE_MODEL_TYPES)})")
+    if chunk_frames < 1 or chunk_frames % SUBSAMPLING:
+        raise ValueError(f"chunk_frames must be a positive multiple of the model's subsampling {SUBSAMPLING}, "
+                         f"got {chunk_frames}")
+
+
+def load_model(checkpoint: Path, chunk_frames: int | None = None) -> nn.Module:
+    """The eval-mode model from a weights-only checkpoint (or a training checkpoint).
+
+    `chunk_frames`, when given, replaces the config's streaming chunk (see CHUNK_FREE_MODEL_TYPES);
+    the weights are the same.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     if "model_config" in state:
         config = state["model_config"]
@@ -36,6 +57,9 @@ def load_model(checkpoint: Path) -> nn.Module:
         raise ValueError(f"{checkpoint}: no model_config in the checkpoint")
     model_type = state.get("model_type") or state.get("config", {}).get("model_type", "lstm_transducer")
     model_class, config_class = model_classes(model_type)
+    if chunk_frames is not None:
+        check_chunk_frames(model_type, chunk_frames)
+        config = {**config, "chunk_frames": chunk_frames}
     model = model_class(config_class(**config))
     model.load_state_dict(state["model"])
     return model.eval()
@@ -43,15 +67,17 @@ def load_model(checkpoint: Path) -> nn.Module:
 
 @torch.no_grad()
 def export_bundle(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
-                  model_card: dict | None = None) -> Path:
+                  model_card: dict | None = None, chunk_frames: int | None = None) -> Path:
     """Write the bundle for `checkpoint` into `out_dir` and return `out_dir`.
 
     `tokens` defaults to the tokens.txt beside the checkpoint (the training work dir).
     `model_card` is free-form provenance (data, training time, WERs) copied into bundle.json.
+    `chunk_frames` overrides the checkpoint config's chunk (LSTM transducer and ConvRNN-T only:
+    CHUNK_FREE_MODEL_TYPES); bundle.json and the encoder metadata record the chunk exported.
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     tokens = Path(tokens) if tokens is not None else checkpoint.parent / "tokens.txt"
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, chunk_frames)
     if type(model).__name__ == "SeparatorTransducerSegmenter":  # two channels, turn tokens (issue 8)
         from framegate.export.sts_export import export_sts_bundle
 

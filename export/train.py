@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import jiwer
+import numba
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -158,6 +159,8 @@ class Trainer:
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         torch.set_num_threads(cfg.threads)
+        # The loss's numba prange too: its idle OpenMP workers otherwise spin on cores another job needs.
+        numba.set_num_threads(min(cfg.threads, numba.config.NUMBA_NUM_THREADS))
         torch.manual_seed(cfg.seed)
         self._prepare_data()
         self.model = model_classes(cfg.model_type)[0](cfg.model)

@@ -72,6 +72,15 @@ def tiny_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
+def tiny_bundle_chunk4(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model exported with `chunk_frames=4` (its checkpoint says 8): same weights, smaller windows."""
+    from framegate.export.onnx_export import export_bundle
+
+    return export_bundle(tiny_checkpoint, tmp_path_factory.mktemp("bundle") / "tiny_chunk4",
+                         model_card={"purpose": "tests", "weights": "random"}, chunk_frames=4)
+
+
+@pytest.fixture(scope="session")
 def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny model with rnn_hidden_size = d_model (no projection, as the default model):
     its encoder exports as ONNX's own LSTM op instead of the spelled-out Loop."""

@@ -7,6 +7,7 @@ between two runtimes; the agreement check reports how often that changes a decis
 """
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -26,7 +27,9 @@ RATE = 16000
 def run(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-    model = load_model(Path(job["checkpoint"]))
+    # Stream in the bundle's windows, which export may have chosen apart from the checkpoint's.
+    bundle_encoder = json.loads((Path(job["bundle"]) / "bundle.json").read_text(encoding="utf-8"))["encoder"]
+    model = load_model(Path(job["checkpoint"]), chunk_frames=bundle_encoder["chunk_frames"])
     cfg = model.cfg
     pieces = [line.rsplit(" ", 1)[0] for line in (Path(job["bundle"]) / "tokens.txt").read_text(
         encoding="utf-8").splitlines() if line.strip()]

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 from framegate.engine.cli import main
@@ -32,9 +33,18 @@ def test_a_bundle_is_not_a_source_for_the_bundle_format(tiny_bundle, tmp_path, c
     assert "only for --format sherpa-onnx" in capsys.readouterr().err
 
 
-def test_sherpa_onnx_decodes_the_export_like_framegate(tiny_bundle, speechlike_16k, tmp_path):
+def test_a_chunk_4_bundle_lays_out_with_its_window_metadata(tiny_bundle_chunk4, tmp_path, capsys):
+    assert main(["export", "--format", "sherpa-onnx", "--model", str(tiny_bundle_chunk4),
+                 "--out", str(tmp_path / "s")]) == 0
+    metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "s" / "encoder.onnx")).metadata_props}
+    assert (metadata["T"], metadata["decode_chunk_len"]) == ("7", "4")
+
+
+@pytest.mark.parametrize("bundle", ["tiny_bundle", "tiny_bundle_chunk4"])
+def test_sherpa_onnx_decodes_the_export_like_framegate(bundle, request, speechlike_16k, tmp_path):
     sherpa_onnx = pytest.importorskip("sherpa_onnx")
-    out = write_sherpa_dir(tiny_bundle, tmp_path / "s")
+    bundle_dir = request.getfixturevalue(bundle)
+    out = write_sherpa_dir(bundle_dir, tmp_path / "s")
     recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
         tokens=str(out / "tokens.txt"), encoder=str(out / "encoder.onnx"), decoder=str(out / "decoder.onnx"),
         joiner=str(out / "joiner.onnx"), num_threads=1)
@@ -45,7 +55,7 @@ def test_sherpa_onnx_decodes_the_export_like_framegate(tiny_bundle, speechlike_1
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)
     theirs = [t.replace(" ", "\u2581") for t in recognizer.get_result_all(stream).tokens]
-    ours = Recognizer(tiny_bundle, endpoint=None).transcribe(audio, 16000).tokens
+    ours = Recognizer(bundle_dir, endpoint=None).transcribe(audio, 16000).tokens
     assert len(theirs) > 5
     assert ours[:len(theirs)] == theirs  # equal up to the last partial window, which only framegate pads
 

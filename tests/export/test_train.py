@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -162,3 +163,9 @@ def test_hold_linear_schedule_warms_up_holds_then_decays_to_final_lr(tiny_corpus
     with pytest.raises(ValueError, match="decay_steps"):
         TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", lr_schedule="hold_linear",
                     max_steps=100, decay_steps=0).validate()
+
+
+def test_threads_bound_the_loss_threads_too(tiny_corpus: Path, tmp_path: Path) -> None:
+    """A one-thread run must not leave numba's OpenMP workers spinning beside another job."""
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "threads", max_steps=1)))
+    assert numba.get_num_threads() == 1
