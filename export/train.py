@@ -64,7 +64,8 @@ class TrainConfig:
     seed: int = 1
     feature_workers: int = 2
     init_from: str = ""                   # warm start: a weights checkpoint (its bpe.model beside it)
-    init_parts: str = "all"               # "all", or "encoder": keep only its encoder (new tokens, new heads)
+    init_parts: str = "all"               # "all"; "encoder": only its encoder (new tokens, new heads);
+                                          # "prediction": only its decoder and joiner and its tokens (new encoder)
     finetune_on: str = ""                 # fine-tune init_from on this manifest instead of train.jsonl
     ewc_lambda: float = 0.0               # with finetune_on: EWC strength (export/ewc.py); 0 = plain
     fisher_utterances: int = 500          # original training utterances the EWC Fisher is estimated on
@@ -76,8 +77,9 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
-        if self.init_parts not in ("all", "encoder"):
-            raise ValueError(f"TrainConfig.init_parts must be 'all' or 'encoder', got {self.init_parts!r}")
+        if self.init_parts not in ("all", "encoder", "prediction"):
+            raise ValueError(f"TrainConfig.init_parts must be 'all', 'encoder' or 'prediction', "
+                             f"got {self.init_parts!r}")
         if not 0.0 <= self.fastemit_lambda < 1.0:
             raise ValueError(f"TrainConfig.fastemit_lambda must be in [0, 1), got {self.fastemit_lambda}")
         if self.lr_schedule not in ("inverse_sqrt", "hold_linear"):
@@ -173,7 +175,7 @@ class Trainer:
         if not self._resume():
             if cfg.init_from:
                 self._warm_start(Path(cfg.init_from))
-            else:
+            if not cfg.init_from or cfg.init_parts == "prediction":  # a fresh encoder
                 self._init_normalization()
         if cfg.finetune_on and cfg.ewc_lambda > 0:
             from framegate.export.ewc import for_finetuning
@@ -198,8 +200,8 @@ class Trainer:
         corpus = Path(self.cfg.corpus_dir)
         bpe_path = self.work / "bpe.model"
         if self.is_main:
-            if self.cfg.init_from and self.cfg.init_parts == "all" and not bpe_path.exists():  # its token ids
-                shutil.copyfile(Path(self.cfg.init_from).parent / "bpe.model", bpe_path)
+            if self.cfg.init_from and self.cfg.init_parts in ("all", "prediction") and not bpe_path.exists():
+                shutil.copyfile(Path(self.cfg.init_from).parent / "bpe.model", bpe_path)  # its token ids
             if not bpe_path.exists():
                 texts = [r["text"] for r in read_manifest(corpus / "train.jsonl") if r["text"]]
                 train_bpe(texts, bpe_path, self.cfg.model.vocab_size)
@@ -223,11 +225,18 @@ class Trainer:
     def _warm_start(self, path: Path) -> None:
         """Start from another model's weights; only parameters this model adds (e.g. arbitrators)
         may be missing from it, and nothing of it may be left unused. With init_parts "encoder"
-        only its encoder (and character CTC head) is kept: a new token set reuses the slow part."""
+        only its encoder (and character CTC head) is kept: a new token set reuses the slow part.
+        With "prediction" only its decoder and joiner (and token set) are kept, shapes exactly
+        equal: a new encoder (e.g. the dense Transformer) starts beside a trained prediction network."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"]
         self.warm_start = {"from": str(path), "parts": self.cfg.init_parts, "step": saved.get("step", 0),
                            "train_seconds": saved.get("train_seconds", 0.0)}
+        if self.cfg.init_parts == "prediction":
+            self._load_prediction_network(path, state)
+            if self.is_main:
+                print(f"warm start from {path}: decoder and joiner only", flush=True)
+            return
         if self.char_ctc is not None and saved.get("char_ctc"):
             self.char_ctc.load_state_dict(saved["char_ctc"])
         if self.cfg.init_parts == "encoder":
@@ -242,6 +251,22 @@ class Trainer:
             raise ValueError(f"init_from {path}: missing {added}, unexpected {unexpected}")
         if self.is_main:
             print(f"warm start from {path} (new: {len(missing)} arbitrator tensors)", flush=True)
+
+    def _load_prediction_network(self, path: Path, state: dict) -> None:
+        """Copy init_from's decoder and joiner; a tensor missing, left over or of another shape
+        (another vocab_size, decoder_dim, joiner_dim or context_size) is a ValueError naming it."""
+        parts = ("decoder", "joiner")
+        own = {f"{part}.{k}": v for part in parts for k, v in getattr(self.model, part).state_dict().items()}
+        theirs = {k: v for k, v in state.items() if k.split(".", 1)[0] in parts}
+        wrong = [f"{k}: init_from {tuple(theirs[k].shape) if k in theirs else 'missing'}, "
+                 f"model {tuple(own[k].shape) if k in own else 'missing'}"
+                 for k in sorted(own.keys() | theirs.keys())
+                 if k not in own or k not in theirs or theirs[k].shape != own[k].shape]
+        if wrong:
+            raise ValueError(f"init_from {path}: its prediction network does not fit this model: {'; '.join(wrong)}")
+        for part in parts:
+            getattr(self.model, part).load_state_dict({k[len(part) + 1:]: v for k, v in theirs.items()
+                                                       if k.startswith(f"{part}.")})
 
     # -- checkpoints -------------------------------------------------------------------
     def _checkpoint_path(self) -> Path:

@@ -57,6 +57,49 @@ def test_warm_start_refuses_a_checkpoint_of_another_shape(tiny_corpus, tmp_path)
         Trainer(TrainConfig.load(cfg))
 
 
+@pytest.fixture(scope="module")
+def lstm_source(tiny_corpus, tmp_path_factory) -> Path:
+    """A tiny trained LSTM transducer whose decoder and joiner have TINY's sizes (vocab 40, dims 16)."""
+    tmp = tmp_path_factory.mktemp("lstm_source")
+    lstm = dict(vocab_size=40, conv_channels=4, d_model=16, rnn_hidden_size=16, num_layers=1, joiner_dim=16,
+                decoder_dim=16)
+    path = _config(tmp, tiny_corpus, "lstm", {}, max_steps=1, model_type="lstm_transducer")
+    settings = path.read_text().split("[model]")[0]  # _config wrote the gated TINY model: an LSTM instead
+    path.write_text(settings + "[model]\n" + "".join(f"{k} = {v}\n" for k, v in lstm.items()))
+    Trainer(TrainConfig.load(path)).train()
+    return tmp / "lstm" / "weights_last.pt"
+
+
+def test_transformer_warm_starts_its_prediction_network_from_an_lstm_transducer(tiny_corpus, tmp_path, lstm_source):
+    source = torch.load(lstm_source, weights_only=False)["model"]
+    cfg = TrainConfig.load(_config(tmp_path, tiny_corpus, "dense", {}, max_steps=2, init_parts="prediction",
+                                   init_from=str(lstm_source)))
+    dense = Trainer(cfg)
+    assert (tmp_path / "dense" / "bpe.model").read_bytes() == (lstm_source.parent / "bpe.model").read_bytes()
+    torch.manual_seed(cfg.seed)
+    fresh = GatedTransformer(cfg.model).state_dict()
+    for name, tensor in dense.model.state_dict().items():
+        if name.startswith(("decoder.", "joiner.")):
+            assert torch.equal(tensor, source[name]), name
+        elif name in ("encoder.feature_mean", "encoder.feature_inv_std"):  # this data's statistics
+            assert torch.equal(tensor, source[name]) and not torch.equal(tensor, fresh[name]), name
+        else:
+            assert torch.equal(tensor, fresh[name]), name  # the encoder and CTC head start fresh
+    assert not torch.equal(dense.model.ctc_head.weight, source["ctc_head.weight"])
+    dense.train()
+    assert dense.step == 2
+    kept = torch.load(tmp_path / "dense" / "weights_last.pt", weights_only=False)["warm_start"]
+    assert kept["parts"] == "prediction" and kept["from"] == str(lstm_source)
+
+
+def test_prediction_warm_start_names_each_mismatched_tensor_and_both_shapes(tiny_corpus, tmp_path, lstm_source):
+    cfg = _config(tmp_path, tiny_corpus, "wide", {"decoder_dim": 24}, max_steps=1, init_parts="prediction",
+                  init_from=str(lstm_source))
+    with pytest.raises(ValueError, match=r"decoder\.embedding\.weight: init_from \(40, 16\), model \(40, 24\)"
+                                         r".*decoder\.out\.weight: init_from \(16, 16\), model \(16, 24\)"):
+        Trainer(TrainConfig.load(cfg))
+
+
 def test_expected_compute_fraction_is_one_when_dense_and_counts_attention_per_key():
     cfg = GatedTransformerConfig(**TINY, arbitrator="block", gate_init_bias=50.0)
     model = GatedTransformer(cfg).eval()

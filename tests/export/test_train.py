@@ -15,6 +15,7 @@ import torch
 from framegate.engine.audio import read_audio
 from framegate.engine.features import compute_fbank
 from framegate.export.feature_cache import FeatureCache, read_manifest
+from framegate.export.models.lstm_transducer import LstmTransducer
 from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets, _lr
 
 TINY_MODEL = dict(vocab_size=40, conv_channels=8, d_model=32, rnn_hidden_size=48, num_layers=1,
@@ -95,6 +96,30 @@ def test_encoder_only_warm_start_keeps_the_encoder_and_learns_a_new_token_set(ti
     assert stage2.step == 1
     kept = torch.load(tmp_path / "stage2" / "weights_last.pt", weights_only=False)["warm_start"]
     assert kept["parts"] == "encoder" and kept["step"] == 2 and kept["from"].endswith("weights_last.pt")
+
+
+def test_prediction_warm_start_keeps_decoder_joiner_and_tokens_and_starts_a_fresh_encoder(tiny_corpus: Path,
+                                                                                          tmp_path: Path) -> None:
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "trained", max_steps=2))).train()
+    source = torch.load(tmp_path / "trained" / "weights_last.pt", weights_only=False)
+    cfg = TrainConfig.load(_config(tmp_path, tiny_corpus, "fresh_encoder", max_steps=1, init_parts="prediction",
+                                   init_from=str(tmp_path / "trained" / "weights_last.pt")))
+    target = Trainer(cfg)
+    bpe = [(tmp_path / name / "bpe.model").read_bytes() for name in ("fresh_encoder", "trained")]
+    assert bpe[0] == bpe[1]
+    torch.manual_seed(cfg.seed)
+    fresh = LstmTransducer(cfg.model).state_dict()
+    for name, tensor in target.model.state_dict().items():
+        if name.startswith(("decoder.", "joiner.")):
+            assert torch.equal(tensor, source["model"][name]), name
+        elif name in ("encoder.feature_mean", "encoder.feature_inv_std"):  # this data's statistics, as the source's
+            assert torch.equal(tensor, source["model"][name]) and not torch.equal(tensor, fresh[name]), name
+        else:
+            assert torch.equal(tensor, fresh[name]) and not torch.equal(tensor, source["model"][name]), name
+    target.train()
+    assert target.step == 1
+    kept = torch.load(tmp_path / "fresh_encoder" / "weights_last.pt", weights_only=False)["warm_start"]
+    assert kept["parts"] == "prediction" and kept["step"] == 2
 
 
 def test_character_targets_spell_the_text_with_blank_zero() -> None:
