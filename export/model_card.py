@@ -11,13 +11,15 @@ from pathlib import Path
 import torch
 
 
+_PARTS = {"encoder": "its encoder", "prediction": "its prediction network and joiner", "all": "all its weights"}
+
+
 def _warm_start_note(warm_start: dict | None) -> str:
-    """The earlier training a warm-started model stands on: its steps and wall time count too."""
+    """The earlier training a warm-started model stands on, stage by stage: its steps and wall time count too."""
     if not warm_start:
         return ""
-    what = "its encoder" if warm_start["parts"] == "encoder" else "all its weights"
-    return (f" Warm-started from {warm_start['from']} ({what}: {warm_start['step']} steps, "
-            f"{warm_start['train_seconds'] / 3600:.2f} h before this run).")
+    return (f" Warm-started from {warm_start['from']} ({_PARTS[warm_start['parts']]}: {warm_start['step']} steps, "
+            f"{warm_start['train_seconds'] / 3600:.2f} h before this run).{_warm_start_note(warm_start.get('before'))}")
 
 
 def _pct(x: float) -> str:

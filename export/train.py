@@ -231,7 +231,8 @@ class Trainer:
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"]
         self.warm_start = {"from": str(path), "parts": self.cfg.init_parts, "step": saved.get("step", 0),
-                           "train_seconds": saved.get("train_seconds", 0.0)}
+                           "train_seconds": saved.get("train_seconds", 0.0),
+                           "before": saved.get("warm_start")}  # the source's own warm start: the whole chain
         if self.cfg.init_parts == "prediction":
             self._load_prediction_network(path, state)
             if self.is_main:

@@ -1,0 +1,35 @@
+"""The model card states what a model stands on: every warm-start stage, with its steps and hours."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from framegate.export.model_card import render_model_card
+
+CORPUS = {"seed": 1, "licences": {"espeak-ng": "GPL-3.0-or-later"},
+          "splits": {"train": {"hours": 1.5, "utterances": 20, "empty_utterances": 2, "voices": ["a", "b"],
+                               "families": ["f"], "synthesizers": {"espeak-ng": 20}}}}
+WER = {"utterances": 3, "words": 30, "wer": 0.5, "ci95": [0.4, 0.6], "rtf": 0.02, "onnx_threads": 1,
+       "machine": {"machine": "x86_64", "cpus": 2},
+       "per_family": {"f": {"synthesizers": ["espeak-ng"], "utterances": 3, "words": 30, "wer": 0.5,
+                            "ci95": [0.4, 0.6]}}}
+
+
+def test_card_lists_every_warm_start_stage(tiny_bundle: Path) -> None:
+    stage1 = {"from": "runs/s1/weights_last.pt", "parts": "encoder", "step": 4623, "train_seconds": 3600.0,
+              "before": None}
+    stage2 = {"from": "runs/s2/weights_last.pt", "parts": "all", "step": 8000, "train_seconds": 7200.0,
+              "before": stage1}
+    card = render_model_card(tiny_bundle, CORPUS, {"step": 100, "train_seconds": 1800.0, "warm_start": stage2},
+                             WER, None)
+    assert "Steps: 100; training wall time 0.50 h" in card
+    assert "Warm-started from runs/s2/weights_last.pt (all its weights: 8000 steps, 2.00 h before this run)" in card
+    assert "Warm-started from runs/s1/weights_last.pt (its encoder: 4623 steps, 1.00 h before this run)" in card
+    assert "Overall WER **50.0 %**" in card
+
+
+def test_card_names_a_prediction_network_warm_start(tiny_bundle: Path) -> None:
+    start = {"from": "checkpoints/default/weights_last.pt", "parts": "prediction", "step": 4600,
+             "train_seconds": 3600.0}  # written before the chain was recorded: no "before"
+    card = render_model_card(tiny_bundle, CORPUS, {"step": 10, "train_seconds": 60.0, "warm_start": start}, WER, None)
+    assert "(its prediction network and joiner: 4600 steps" in card
+    assert card.count("Warm-started") == 1
