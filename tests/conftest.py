@@ -5,6 +5,8 @@ bundle still run the device path (ONNX Runtime) exactly as a user would.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +142,25 @@ def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int, max
     return stream
 
 
+@contextlib.contextmanager
+def _capture_encoder_frames(recognizer) -> Iterator[list[np.ndarray]]:
+    """Inside the block, every encoder frame `recognizer` computes is appended to the yielded list
+    (what the engine streamed, for comparison with an unchunked pass); the method is restored after."""
+    frames: list[np.ndarray] = []
+    encode_windows = recognizer.encode_windows
+
+    def recording(windows, state):
+        outputs, state = encode_windows(windows, state)
+        frames.extend(outputs)
+        return outputs, state
+
+    recognizer.encode_windows = recording
+    try:
+        yield frames
+    finally:
+        del recognizer.encode_windows  # the class's method again
+
+
 def _stream_until_endpoint(recognizer, samples_16k: np.ndarray):
     """Feed 10 ms frames to a new stream, decoding after each, and stop right after the first
     endpoint; returns the stream and how many samples it was fed."""
@@ -163,6 +184,12 @@ def stream_in_random_blocks():
     """`stream_in_random_blocks(recognizer, samples_16k, seed[, max_block])`: the stream after a seeded
     random-block feed."""
     return _stream_in_random_blocks
+
+
+@pytest.fixture(scope="session")
+def capture_encoder_frames():
+    """`with capture_encoder_frames(recognizer) as frames:` collects every encoder frame it computes."""
+    return _capture_encoder_frames
 
 
 @pytest.fixture(scope="session")

@@ -31,31 +31,22 @@ def random_blocks(signal: np.ndarray, rng: np.random.Generator, max_block: int) 
 
 
 def stream_with_encoder_capture(recognizer: Recognizer, blocks: list[np.ndarray], sample_rate: int,
-                                monkeypatch: pytest.MonkeyPatch) -> tuple[Stream, np.ndarray]:
+                                capture_encoder_frames) -> tuple[Stream, np.ndarray]:
     """Feed blocks (decoding after each) and return the stream and every encoder frame it produced."""
-    captured: list[np.ndarray] = []
-    encode_windows = recognizer.encode_windows
-
-    def recording_encode_windows(windows, state):
-        out = encode_windows(windows, state)
-        captured.extend(out[0])
-        return out
-
-    monkeypatch.setattr(recognizer, "encode_windows", recording_encode_windows)
-    stream = recognizer.create_stream()
-    for block in blocks:
-        stream.accept_waveform(sample_rate, block)
+    with capture_encoder_frames(recognizer) as captured:
+        stream = recognizer.create_stream()
+        for block in blocks:
+            stream.accept_waveform(sample_rate, block)
+            recognizer.decode(stream)
+        stream.input_finished()
         recognizer.decode(stream)
-    stream.input_finished()
-    recognizer.decode(stream)
-    monkeypatch.undo()
     return stream, np.concatenate(captured)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_streaming_equals_offline_for_random_blocks(recognizer, speechlike_16k, seed, monkeypatch):
+def test_streaming_equals_offline_for_random_blocks(recognizer, speechlike_16k, seed, capture_encoder_frames):
     blocks = random_blocks(speechlike_16k, np.random.default_rng(seed), max_block=32000)
-    stream, encoder_out = stream_with_encoder_capture(recognizer, blocks, 16000, monkeypatch)
+    stream, encoder_out = stream_with_encoder_capture(recognizer, blocks, 16000, capture_encoder_frames)
     np.testing.assert_allclose(encoder_out, offline.encoder_output(recognizer.bundle, speechlike_16k), atol=1e-5)
     reference = offline.recognize(recognizer.bundle, speechlike_16k)
     result = stream.result
@@ -65,14 +56,15 @@ def test_streaming_equals_offline_for_random_blocks(recognizer, speechlike_16k, 
     assert result.timestamps == [round(f * 0.04, 6) for f in reference.token_frames]
 
 
-def test_one_sample_blocks_equal_offline(recognizer, speechlike_16k, monkeypatch):
+def test_one_sample_blocks_equal_offline(recognizer, speechlike_16k, capture_encoder_frames):
     head = speechlike_16k[:4000]
-    stream, encoder_out = stream_with_encoder_capture(recognizer, list(head.reshape(-1, 1)), 16000, monkeypatch)
+    stream, encoder_out = stream_with_encoder_capture(recognizer, list(head.reshape(-1, 1)), 16000,
+                                                      capture_encoder_frames)
     np.testing.assert_allclose(encoder_out, offline.encoder_output(recognizer.bundle, head), atol=1e-5)
 
 
 @pytest.mark.parametrize("rate", [8000, 44100, 48000])
-def test_streaming_equals_offline_at_other_input_rates(recognizer, speechlike_16k, rate, monkeypatch):
+def test_streaming_equals_offline_at_other_input_rates(recognizer, speechlike_16k, rate, capture_encoder_frames):
     signal = soxr.resample(speechlike_16k, 16000, rate).astype(np.float32)
     blocks = random_blocks(signal, np.random.default_rng(rate), max_block=2 * rate)
     resampler = StreamingResampler(rate)
@@ -81,7 +73,7 @@ def test_streaming_equals_offline_at_other_input_rates(recognizer, speechlike_16
     assert streamed_16k.shape == one_shot_16k.shape
     np.testing.assert_allclose(streamed_16k, one_shot_16k, atol=1e-4)
 
-    stream, encoder_out = stream_with_encoder_capture(recognizer, blocks, rate, monkeypatch)
+    stream, encoder_out = stream_with_encoder_capture(recognizer, blocks, rate, capture_encoder_frames)
     np.testing.assert_allclose(encoder_out, offline.encoder_output(recognizer.bundle, one_shot_16k), atol=1e-4)
     reference = offline.recognize(recognizer.bundle, one_shot_16k)
     assert stream.result.tokens == [recognizer.bundle.tokens[t] for t in reference.tokens]

@@ -31,20 +31,12 @@ def _same_tail_padding(samples_16k: np.ndarray) -> np.ndarray:
     return trimmed
 
 
-def _streamed(bundle: Path, samples_16k: np.ndarray, seed: int, stream_in_random_blocks
+def _streamed(bundle: Path, samples_16k: np.ndarray, seed: int, stream_in_random_blocks, capture_encoder_frames
               ) -> tuple[np.ndarray, list[str], str]:
     """Stream `samples_16k` in seeded random blocks: (every encoder frame the engine computed, tokens, text)."""
     recognizer = Recognizer(bundle, endpoint=None)
-    frames: list[np.ndarray] = []
-    encode_windows = recognizer.encode_windows
-
-    def recording(windows, state):
-        outputs, state = encode_windows(windows, state)
-        frames.extend(outputs)
-        return outputs, state
-
-    recognizer.encode_windows = recording
-    stream = stream_in_random_blocks(recognizer, samples_16k, seed)
+    with capture_encoder_frames(recognizer) as frames:
+        stream = stream_in_random_blocks(recognizer, samples_16k, seed)
     return np.concatenate(frames), stream.result.tokens, stream.result.text
 
 
@@ -99,23 +91,24 @@ def test_chunk_4_export_records_its_window_geometry(bundles):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_chunk_4_streams_the_encoder_frames_and_tokens_of_chunk_8(bundles, speechlike_16k, stream_in_random_blocks,
-                                                                  seed):
+                                                                  capture_encoder_frames, seed):
     bundle8, bundle4 = bundles
     audio = _same_tail_padding(speechlike_16k)
-    frames8, tokens8, text8 = _streamed(bundle8, audio, seed, stream_in_random_blocks)
-    frames4, tokens4, text4 = _streamed(bundle4, audio, seed + 100, stream_in_random_blocks)
+    frames8, tokens8, text8 = _streamed(bundle8, audio, seed, stream_in_random_blocks, capture_encoder_frames)
+    frames4, tokens4, text4 = _streamed(bundle4, audio, seed + 100, stream_in_random_blocks, capture_encoder_frames)
     assert len(tokens8) > 5, "the tiny model should emit something"
     assert frames4.shape == frames8.shape
     np.testing.assert_allclose(frames4, frames8, rtol=0, atol=TOL)
     assert tokens4 == tokens8 and text4 == text8
 
 
-def test_chunk_4_frames_are_a_prefix_when_the_tail_padding_differs(bundles, speechlike_16k, stream_in_random_blocks):
+def test_chunk_4_frames_are_a_prefix_when_the_tail_padding_differs(bundles, speechlike_16k, stream_in_random_blocks,
+                                                                   capture_encoder_frames):
     """An odd length: chunk 8 pads its last window further, so it may add one encoder frame of
     mostly padding; every frame chunk 4 computes is one chunk 8 computes."""
     bundle8, bundle4 = bundles
-    frames8, _, _ = _streamed(bundle8, speechlike_16k, 5, stream_in_random_blocks)
-    frames4, _, _ = _streamed(bundle4, speechlike_16k, 6, stream_in_random_blocks)
+    frames8, _, _ = _streamed(bundle8, speechlike_16k, 5, stream_in_random_blocks, capture_encoder_frames)
+    frames4, _, _ = _streamed(bundle4, speechlike_16k, 6, stream_in_random_blocks, capture_encoder_frames)
     assert len(frames8) - 1 <= len(frames4) <= len(frames8)
     np.testing.assert_allclose(frames4, frames8[:len(frames4)], rtol=0, atol=TOL)
 
