@@ -87,7 +87,7 @@ def _lattice_weights(blank_lp, label_lp, frames, target_lens, fastemit_lambda,
                 blank_weight[b, t, u] = p_blank
 
 
-def _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda):
+def _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda, delay_penalty):
     if not isinstance(logits, torch.Tensor) or logits.dim() != 4:
         raise ValueError("logits must be a 4-D tensor (B, T, U+1, V)")
     if logits.dtype not in (torch.float32, torch.float64):
@@ -120,14 +120,26 @@ def _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, 
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if not isinstance(fastemit_lambda, (int, float)) or not math.isfinite(fastemit_lambda) or fastemit_lambda < 0:
         raise ValueError(f"fastemit_lambda must be a finite number >= 0, got {fastemit_lambda!r}")
+    if not isinstance(delay_penalty, (int, float)) or not math.isfinite(delay_penalty) or delay_penalty < 0:
+        raise ValueError(f"delay_penalty must be a finite number >= 0, got {delay_penalty!r}")
     return valid
+
+
+def _penalize_delay(label_lp: torch.Tensor, logit_lengths: torch.Tensor, delay_penalty: float) -> None:
+    """Add delay_penalty * ((T_b - 1) / 2 - t) to every label emission at frame t, in place:
+    each alignment's score changes by -delay_penalty times the sum of its emission frames
+    (plus a constant), so the loss prefers alignments that emit earlier."""
+    frames = torch.arange(label_lp.shape[1], dtype=torch.float64)
+    centre = (logit_lengths.to(torch.float64) - 1.0) / 2.0
+    label_lp.add_((delay_penalty * (centre[:, None] - frames[None, :])).unsqueeze(2))
 
 
 class _RNNTLoss(torch.autograd.Function):
     """Loss in forward, gradient precomputed there too; backward only scales it (once)."""
 
     @staticmethod
-    def forward(ctx, logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda):
+    def forward(ctx, logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda,
+                delay_penalty):
         batch, frames, labels_plus_one, _ = logits.shape
         labels = labels_plus_one - 1
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -135,6 +147,8 @@ class _RNNTLoss(torch.autograd.Function):
         label_index = label_ids[:, None, :, None].expand(batch, frames, labels, 1)
         blank_lp = log_probs[..., blank].to(torch.float64).contiguous()
         label_lp = log_probs[:, :, :labels, :].gather(3, label_index).squeeze(3).to(torch.float64).contiguous()
+        if delay_penalty:
+            _penalize_delay(label_lp, logit_lengths, float(delay_penalty))
 
         loglik = np.zeros(batch)
         softmax_weight = np.zeros((batch, frames, labels_plus_one))
@@ -173,12 +187,12 @@ class _RNNTLoss(torch.autograd.Function):
             grads.mul_(grad_output.to(grads.dtype) / grads.shape[0])
         else:
             grads.mul_(grad_output.to(grads.dtype))
-        return grads, None, None, None, None, None, None, None
+        return grads, None, None, None, None, None, None, None, None
 
 
 def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.Tensor,
               target_lengths: torch.Tensor, blank: int = 0, reduction: str = "mean",
-              fastemit_lambda: float = 0.0) -> torch.Tensor:
+              fastemit_lambda: float = 0.0, delay_penalty: float = 0.0) -> torch.Tensor:
     """Transducer negative log-likelihood of `targets` given raw joiner `logits`.
 
     logits: (B, T, U+1, V) float32 (float64 accepted), unnormalized joiner outputs on the CPU.
@@ -187,10 +201,16 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
     reduction: "mean" (mean over the batch of per-utterance NLL), "sum", or "none" (shape (B,)).
     fastemit_lambda: FastEmit (Yu et al. 2021): gradients through label emissions are scaled by
         (1 + lambda) while the returned value stays the plain NLL, as in warp-rnnt and NeMo.
+    delay_penalty: delay-penalized transducer (Kang et al. 2022, k2's `delay_penalty`): every
+        label emission at frame t of an utterance of T frames gains delay_penalty * ((T-1)/2 - t)
+        in log space, so a path emitting later by one frame per label loses delay_penalty; the
+        returned value and the gradient are those of the penalized lattice.
 
     Gradients at padded lattice positions are exactly zero. The gradient is held by the graph
     between forward and backward and scaled in place, so the graph can be backpropagated once.
     Raises ValueError naming the offending argument.
     """
-    valid = _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda)
-    return _RNNTLoss.apply(logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda)
+    valid = _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, fastemit_lambda,
+                      delay_penalty)
+    return _RNNTLoss.apply(logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda,
+                           delay_penalty)

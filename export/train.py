@@ -52,6 +52,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     ctc_weight: float = 0.3
     fastemit_lambda: float = 0.0          # FastEmit (export/loss.py): > 0 pulls emissions earlier (last-word latency)
+    delay_penalty: float = 0.0            # delay-penalized lattice (export/loss.py), per encoder frame: same aim
     ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
     max_steps: int = 1_000_000
@@ -82,6 +83,8 @@ class TrainConfig:
                              f"got {self.init_parts!r}")
         if not 0.0 <= self.fastemit_lambda < 1.0:
             raise ValueError(f"TrainConfig.fastemit_lambda must be in [0, 1), got {self.fastemit_lambda}")
+        if not 0.0 <= self.delay_penalty < 1.0:
+            raise ValueError(f"TrainConfig.delay_penalty must be in [0, 1), got {self.delay_penalty}")
         if self.lr_schedule not in ("inverse_sqrt", "hold_linear"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'inverse_sqrt' or 'hold_linear', got {self.lr_schedule!r}")
         if self.lr_schedule == "hold_linear" and not 0 < self.decay_steps <= self.max_steps:
@@ -352,7 +355,7 @@ class Trainer:
         dec = m.decoder(contexts)
         logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
         loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
-                              fastemit_lambda=self.cfg.fastemit_lambda)
+                              fastemit_lambda=self.cfg.fastemit_lambda, delay_penalty=self.cfg.delay_penalty)
         if self.char_ctc is None:
             ctc_y, ctc_len, ctc_lp = y, tlen, F.log_softmax(m.ctc_head(enc), dim=-1)
         else:

@@ -25,11 +25,12 @@ def make_batch(batch, frames, labels, vocab, seed, dtype=torch.float32):
     return logits, targets, logit_lengths, target_lengths
 
 
-def brute_force_nll(logits, targets, logit_lengths, target_lengths, label_grad_scale=1.0):
+def brute_force_nll(logits, targets, logit_lengths, target_lengths, label_grad_scale=1.0, delay_penalty=0.0):
     """Per-utterance NLL as -logsumexp over all alignments, in float64 autograd-able torch.
 
     Each alignment is T blanks and U labels with a blank last; the label log-probs enter with
-    value unchanged but gradient scaled by label_grad_scale (the FastEmit surrogate).
+    value unchanged but gradient scaled by label_grad_scale (the FastEmit surrogate), and a label
+    emitted at frame t of T gains delay_penalty * ((T - 1) / 2 - t).
     """
     nlls = []
     for b in range(logits.shape[0]):
@@ -42,7 +43,8 @@ def brute_force_nll(logits, targets, logit_lengths, target_lengths, label_grad_s
             for move in range(n_t + n_u - 1):
                 if move in label_moves:
                     label_lp = lp[t, u, targets[b, u]]
-                    terms.append(label_grad_scale * label_lp - (label_grad_scale - 1.0) * label_lp.detach())
+                    terms.append(label_grad_scale * label_lp - (label_grad_scale - 1.0) * label_lp.detach()
+                                 + delay_penalty * ((n_t - 1) / 2 - t))
                     u += 1
                 else:
                     terms.append(lp[t, u, BLANK])
@@ -53,9 +55,9 @@ def brute_force_nll(logits, targets, logit_lengths, target_lengths, label_grad_s
     return torch.stack(nlls)
 
 
-def brute_force_grad(logits, targets, logit_lengths, target_lengths, label_grad_scale=1.0):
+def brute_force_grad(logits, targets, logit_lengths, target_lengths, label_grad_scale=1.0, delay_penalty=0.0):
     leaf = logits.double().requires_grad_()
-    brute_force_nll(leaf, targets, logit_lengths, target_lengths, label_grad_scale).sum().backward()
+    brute_force_nll(leaf, targets, logit_lengths, target_lengths, label_grad_scale, delay_penalty).sum().backward()
     return leaf.grad
 
 
@@ -124,6 +126,50 @@ def test_fastemit_keeps_loss_value_and_scales_label_emission_grads_by_one_plus_l
     expected = brute_force_grad(*batch, label_grad_scale=1.0 + lam)
     torch.testing.assert_close(fe_grad.double(), expected, rtol=0, atol=1e-5)
     assert (fe_grad - plain_grad).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("seed", range(len(TINY_CASES)))
+def test_delay_penalty_loss_and_grad_equal_the_penalized_brute_force(seed):
+    batch = make_batch(*TINY_CASES[seed], seed=seed)
+    loss, grad = loss_and_grad(*batch, reduction="none", delay_penalty=0.3)
+    torch.testing.assert_close(loss.double(), brute_force_nll(*batch, delay_penalty=0.3), rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad.double(), brute_force_grad(*batch, delay_penalty=0.3), rtol=0, atol=1e-5)
+
+
+def mean_emission_frame(logits, targets, n_u):
+    """Expected frame of a label emission under the plain lattice's path posterior (batch of one)."""
+    lp = logits[0].double().log_softmax(-1)
+    n_t = lp.shape[0]
+    scores, frames = [], []
+    for label_moves in itertools.combinations(range(n_t + n_u - 1), n_u):
+        t = u = 0
+        score, emitted = lp[n_t - 1, n_u, BLANK], []
+        for move in range(n_t + n_u - 1):
+            if move in label_moves:
+                score, u = score + lp[t, u, targets[0, u]], u + 1
+                emitted.append(t)
+            else:
+                score, t = score + lp[t, u, BLANK], t + 1
+        scores.append(score)
+        frames.append(sum(emitted) / n_u)
+    return float((torch.stack(scores).softmax(0) * torch.tensor(frames, dtype=torch.float64)).sum())
+
+
+def test_delay_penalty_training_moves_emissions_to_earlier_frames():
+    _, targets, logit_lengths, target_lengths = make_batch(1, 6, 2, 4, seed=3)
+    logits = torch.zeros(1, 6, 3, 4)  # uniform start: plain training spreads emissions over the frames
+
+    def trained(delay_penalty):
+        leaf = logits.clone().requires_grad_()
+        opt = torch.optim.SGD([leaf], lr=0.5)
+        for _ in range(30):
+            opt.zero_grad()
+            rnnt_loss(leaf, targets, logit_lengths, target_lengths, delay_penalty=delay_penalty).backward()
+            opt.step()
+        return leaf.detach()
+
+    plain, penalized = trained(0.0), trained(0.5)
+    assert mean_emission_frame(penalized, targets, 2) < mean_emission_frame(plain, targets, 2) - 1.0
 
 
 def test_large_batch_is_finite_and_matches_finite_differences():
@@ -195,7 +241,8 @@ def test_bad_tensor_arguments_raise_value_error_naming_them(case):
 
 
 @pytest.mark.parametrize("name, value", [("blank", 5), ("blank", -1), ("reduction", "avg"),
-                                         ("fastemit_lambda", -0.1), ("fastemit_lambda", float("nan"))])
+                                         ("fastemit_lambda", -0.1), ("fastemit_lambda", float("nan")),
+                                         ("delay_penalty", -0.1), ("delay_penalty", float("inf"))])
 def test_bad_options_raise_value_error_naming_them(name, value):
     args = (torch.randn(2, 3, 3, 5), torch.tensor([[1, 2], [3, 0]]), torch.tensor([3, 2]), torch.tensor([2, 1]))
     with pytest.raises(ValueError, match=name):

@@ -15,6 +15,7 @@ import torch
 from framegate.engine.audio import read_audio
 from framegate.engine.features import compute_fbank
 from framegate.export.feature_cache import FeatureCache, read_manifest
+from framegate.export.loss import rnnt_loss
 from framegate.export.models.lstm_transducer import LstmTransducer
 from framegate.export.train import CTC_CHARS, TrainConfig, Trainer, _char_targets, _lr
 
@@ -194,3 +195,20 @@ def test_threads_bound_the_loss_threads_too(tiny_corpus: Path, tmp_path: Path) -
     """A one-thread run must not leave numba's OpenMP workers spinning beside another job."""
     Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "threads", max_steps=1)))
     assert numba.get_num_threads() == 1
+
+
+def test_latency_penalties_reach_the_transducer_loss(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    from framegate.export import train as train_module
+
+    seen: list[dict] = []
+
+    def recording_loss(*args, **kwargs):
+        seen.append(kwargs)
+        return rnnt_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "rnnt_loss", recording_loss)
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "delay", max_steps=1, delay_penalty=0.02,
+                                     fastemit_lambda=0.01))).train()
+    assert seen and all(k["delay_penalty"] == 0.02 and k["fastemit_lambda"] == 0.01 for k in seen)
+    with pytest.raises(ValueError, match="delay_penalty"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", delay_penalty=-0.01).validate()
