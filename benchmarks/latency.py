@@ -3,7 +3,9 @@
 Every engine runs alone in a child process (benchmarks/peers/) on the same 16 kHz audio
 (benchmarks/utterances.py): framegate at each thread count asked for, the same bundle in
 a bare ONNX Runtime loop, PyTorch eager on the checkpoint (with --checkpoint),
-PocketSphinx, and sherpa-onnx on the bundle's own graphs. The report (JSON + PNG) holds
+PocketSphinx, and sherpa-onnx on the bundle's own graphs (the bare loop, PyTorch and
+sherpa-onnx run the LSTM transducer contract only: for a ConvRNN-T or gated bundle the
+report names them under `peers_skipped`). The report (JSON + PNG) holds
 the issue's keys (`rtf`, `chunk_ms`, `last_word_ms`, `endpoint_ms`, `algorithmic_ms`,
 `first_partial_ms`, `peak_rss_mb`, `bundle_mb`, `peers`) for framegate's first thread
 count, the same per thread count under `threads`, the token agreement between engines,
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from framegate.benchmarks.peers import WORD_MARKER
-from framegate.benchmarks.physical_limit import SGEMM_SIZE, model_macs, sgemm_peak
+from framegate.benchmarks.physical_limit import SGEMM_SIZE, run_macs, sgemm_peak
 from framegate.benchmarks.report import machine_info, paired_wer_difference, wer_interval, word_errors, write_report
 from framegate.benchmarks.utterances import Utterance, prepare, read_inputs
 from framegate.engine.bundle import Bundle
@@ -34,6 +36,12 @@ from framegate.export.sherpa_export import check_sherpa_compatible, write_sherpa
 SCHEMA = "framegate.bench.latency/1"
 FLUSH_PAD_S = 0.25  # digital silence after each file for every engine: sherpa-onnx decodes whole windows only
 THROUGHPUT_BLOCK_S = 0.1  # as `framegate transcribe` feeds a file
+LSTM_ONLY_PEERS = {
+    "onnxruntime": "the bare ONNX Runtime loop decodes the LSTM transducer contract only; this encoder "
+                   "runs part of its work in framegate's C++ kernels",
+    "sherpa-onnx": "sherpa-onnx runs the LSTM transducer contract only",
+}
+BENCHED_MODEL_TYPES = ("lstm_transducer", "convrnnt", "gated_transformer")
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,15 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
     if model is None and not DEFAULT_BUNDLE.is_dir():
         raise FramegateError(f"no default model bundle is installed ({DEFAULT_BUNDLE}); pass --model BUNDLE")
     bundle = Bundle.load(bundle_dir)
-    check_sherpa_compatible(bundle)
+    if bundle.model_type not in BENCHED_MODEL_TYPES:
+        raise FramegateError(f"bench latency runs {', '.join(BENCHED_MODEL_TYPES)} bundles; '{bundle_dir}' is "
+                             f"{bundle.model_type} (two-speaker bundles: bench multitalker)")
+    lstm = bundle.model_type == "lstm_transducer"
+    if lstm:
+        check_sherpa_compatible(bundle)
+    if checkpoint is not None and not lstm:
+        raise FramegateError(f"--checkpoint: the PyTorch peer streams LSTM transducers only; '{bundle_dir}' is "
+                             f"{bundle.model_type}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FramegateError(f"checkpoint '{checkpoint}': no such file")
     enc, hop_ms = bundle.encoder, bundle.features.frame_shift_ms
@@ -196,13 +212,15 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
     with tempfile.TemporaryDirectory(prefix="framegate_bench_") as scratch:
         work = Path(scratch)
         utterances = prepare(read_inputs(manifest, wav_list, options.limit), work / "audio")
-        sherpa_dir = write_sherpa_dir(bundle_dir, work / "sherpa-onnx")
         job = {"bundle": str(bundle_dir), "utterances": [u.to_dict() for u in utterances],
                "flush_pad_s": FLUSH_PAD_S, "throughput_block_s": THROUGHPUT_BLOCK_S,
                "paced": {"block_ms": options.block_ms, "tail_s": options.tail_s,
                          "real_time_utts": options.real_time_utts}}
         jobs = {("framegate", t): {**job, "threads": t} for t in options.threads}
-        extras = {"onnxruntime": {}, "sherpa-onnx": {"sherpa_dir": str(sherpa_dir)}, "pocketsphinx": {}}
+        extras: dict[str, dict] = {"pocketsphinx": {}}
+        if lstm:
+            sherpa_dir = write_sherpa_dir(bundle_dir, work / "sherpa-onnx")
+            extras = {"onnxruntime": {}, "sherpa-onnx": {"sherpa_dir": str(sherpa_dir)}, **extras}
         if checkpoint is not None:
             extras["pytorch"] = {"checkpoint": str(checkpoint)}
         jobs.update({(name, options.threads[0]): {**job, **extra, "threads": options.threads[0]}
@@ -215,7 +233,7 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
         framegate = {t: results[("framegate", t)] for t in options.threads}
         peers = {name: results[(name, options.threads[0])] for name in extras}
     sgemm = sgemm_peak(options.sgemm_size)
-    macs = model_macs(bundle_dir)
+    macs = run_macs(bundle_dir, bundle.manifest, framegate[options.threads[0]]["utterances"])
     report = _assemble(bundle, bundle_dir, utterances, framegate, peers, sgemm, macs, options, chunk_ms)
     report["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     report["checkpoint"] = str(checkpoint) if checkpoint is not None else None
@@ -261,7 +279,7 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         entry["framegate_time_ratio"] = head["rtf"] / entry["rtf"]
         peer_reports[name] = entry
     macs_per_s = macs["macs_per_audio_s"] / head["rtf"]
-    raw_rtf = peer_reports["onnxruntime"]["rtf"]
+    raw_rtf = peer_reports["onnxruntime"]["rtf"] if "onnxruntime" in peer_reports else None
     return {
         "schema": SCHEMA,
         "speech": "synthetic" if scored else "unscored",
@@ -277,13 +295,15 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         "peak_rss_mb": head["peak_rss_mb"], "final_rss_mb": head["final_rss_mb"],
         "bundle_mb": sum(p.stat().st_size for p in bundle_dir.iterdir() if p.is_file()) / 1e6,
         "wer": wer[0] if wer else None, "ci95": [wer[1], wer[2]] if wer else None,
-        "engine_overhead": head["rtf"] / raw_rtf,
-        "vs_sherpa_onnx": peer_reports["sherpa-onnx"]["framegate_time_ratio"],
+        "engine_overhead": head["rtf"] / raw_rtf if raw_rtf else None,
+        "vs_sherpa_onnx": peer_reports["sherpa-onnx"]["framegate_time_ratio"] if "sherpa-onnx" in peer_reports else None,
         "peers": peer_reports,
+        "peers_skipped": {name: why for name, why in LSTM_ONLY_PEERS.items() if name not in peer_reports},
         "threads": per_threads,
         "physical_limit": {"sgemm": sgemm, "model_macs": macs, "achieved_macs_per_s": macs_per_s,
                            "fraction_of_sgemm_peak": macs_per_s / sgemm["macs_per_s"],
-                           "raw_onnxruntime_fraction_of_peak": macs["macs_per_audio_s"] / raw_rtf / sgemm["macs_per_s"]},
+                           "raw_onnxruntime_fraction_of_peak": (macs["macs_per_audio_s"] / raw_rtf / sgemm["macs_per_s"]
+                                                                if raw_rtf else None)},
         "method": {"options": asdict(options), "flush_pad_s": FLUSH_PAD_S, "throughput_block_s": THROUGHPUT_BLOCK_S,
                    "clock": "virtual (measured compute, real-time arrival recurrence); "
                             f"first {options.real_time_utts} utterances also at wall-clock pace (pace_check)"},

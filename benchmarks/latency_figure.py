@@ -54,8 +54,11 @@ def _speed(ax, report: dict) -> None:
                     fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax.axhline(0.05, color="#c44e52", linestyle=":", label="target RTF 0.05")
     ax.set_ylabel("real-time factor (compute / audio, log)")
-    ax.set_title(f"Speed: overhead vs raw ONNX Runtime x{report['engine_overhead']:.2f}, "
-                 f"vs sherpa-onnx x{report['vs_sherpa_onnx']:.2f}", fontsize=9)
+    ratios = [f"{label} x{report[key]:.2f}" for key, label in (("engine_overhead", "overhead vs raw ONNX Runtime"),
+                                                               ("vs_sherpa_onnx", "vs sherpa-onnx"))
+              if report.get(key) is not None]
+    ax.set_title("Speed" + (": " + ", ".join(ratios) if ratios else " (peers on the LSTM contract only: none)"),
+                 fontsize=9)
     ax.legend(fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
 
@@ -99,10 +102,12 @@ def _limit(ax, report: dict) -> None:
     limit = report["physical_limit"]
     peak = limit["sgemm"]["macs_per_s"] / 1e9
     framegate = limit["achieved_macs_per_s"] / 1e9
-    raw = limit["raw_onnxruntime_fraction_of_peak"] * peak
-    values = [peak, raw, framegate]
-    bars = ax.barh(["sgemm peak (1 thread)", "raw ONNX Runtime", "framegate"], values,
-                   color=["#8c8c8c", "#dd8452", "#4c72b0"])
+    rows = [("sgemm peak (1 thread)", peak, "#8c8c8c")]
+    if limit["raw_onnxruntime_fraction_of_peak"] is not None:
+        rows.append(("raw ONNX Runtime", limit["raw_onnxruntime_fraction_of_peak"] * peak, "#dd8452"))
+    rows.append(("framegate", framegate, "#4c72b0"))
+    values = [value for _, value, _ in rows]
+    bars = ax.barh([name for name, _, _ in rows], values, color=[color for _, _, color in rows])
     for bar, value in zip(bars, values):
         ax.annotate(f"{value:.2f}", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center",
                     fontsize=8, xytext=(3, 0), textcoords="offset points")

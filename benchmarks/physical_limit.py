@@ -12,6 +12,9 @@ frames, each MatMul inside a Loop (a spelled-out LSTM's recurrent steps) and eac
 LSTM op's input and recurrent weights (W and R) once per encoder frame,
 plus one joiner call per encoder frame (greedy search's minimum; the decoder runs per
 emitted token and is left out). Element-wise gate math is not MACs and is not counted.
+That count reads LSTM transducer graphs; `run_macs` takes a ConvRNN-T's count from bundle.json
+(counted at export from the torch model, same rules) and a gated bundle's from the MACs its
+streams really executed (compute telemetry), since its gates decide them.
 """
 from __future__ import annotations
 
@@ -114,6 +117,27 @@ def model_macs(bundle_dir: Path) -> dict:
     total = sum(per_window.values())
     return {"per_window": per_window, "encoder_frames_per_window": frames, "windows_per_s": windows_per_s,
             "macs_per_window": total, "macs_per_audio_s": total * windows_per_s}
+
+
+def run_macs(bundle_dir: Path, manifest: dict, records: list[dict]) -> dict:
+    """MACs per audio second of the run whose utterance `records` (framegate's) are given.
+
+    LSTM transducer: the graph count above. Gated Transformer: encoder MACs executed, summed
+    from each utterance's compute telemetry (`executed_macs`, `dense_macs`), beside the dense count.
+    Otherwise bundle.json's `compute.macs_per_second`."""
+    model_type = manifest["model_type"]
+    if model_type == "lstm_transducer":
+        return {**model_macs(bundle_dir), "source": "encoder.onnx and joiner.onnx graphs"}
+    dense = manifest.get("compute", {}).get("macs_per_second")
+    if dense is None:
+        raise ValueError(f"bundle.json of a {model_type} bundle records no compute.macs_per_second")
+    if "gating" in manifest:
+        audio_s = sum(r["audio_s"] for r in records)
+        executed = sum(r["executed_macs"] for r in records)
+        return {"macs_per_audio_s": executed / audio_s, "dense_macs_per_audio_s": dense,
+                "executed_fraction": executed / sum(r["dense_macs"] for r in records),
+                "source": "encoder MACs executed (compute telemetry: the gate decisions taken)"}
+    return {"macs_per_audio_s": dense, "source": "bundle.json compute.macs_per_second (counted at export)"}
 
 
 if __name__ == "__main__":

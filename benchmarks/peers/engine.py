@@ -47,6 +47,9 @@ def run(job: dict) -> dict:
         result = stream.result
         record = {"id": utt["id"], "tokens": result.tokens, "text": result.text, "compute_s": compute_s,
                   "audio_s": len(samples) / RATE}
+        telemetry = stream.compute_telemetry
+        if telemetry is not None:  # a gated encoder: the MACs its gates let run
+            record.update(executed_macs=telemetry.macs, dense_macs=telemetry.dense_macs)
         if job["throughput_only"]:
             results.append(record)
             continue

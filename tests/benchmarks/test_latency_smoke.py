@@ -78,3 +78,44 @@ def test_physical_limit_compares_the_model_with_the_sgemm_peak(latency_report):
     assert limit["sgemm"]["macs_per_s"] > 1e8
     assert limit["achieved_macs_per_s"] == pytest.approx(limit["model_macs"]["macs_per_audio_s"] / latency_report["rtf"])
     assert 0 < limit["fraction_of_sgemm_peak"] < 1
+
+
+@pytest.fixture(scope="module")
+def one_input(speechlike_16k, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("bench_latency_other")
+    sf.write(work / "one.wav", speechlike_16k[:16000 * 2], 16000, subtype="FLOAT")
+    (work / "test.jsonl").write_text(json.dumps({"audio": "one.wav", "text": "a tiny input"}) + "\n")
+    return work / "test.jsonl"
+
+
+FAST = LatencyOptions(threads=(1,), block_ms=20.0, tail_s=1.0, real_time_utts=0, rounds=1, sgemm_size=256)
+
+
+def test_convrnnt_bundle_runs_with_the_peers_that_take_it(convrnnt_model_and_bundle, one_input, tmp_path):
+    _, bundle = convrnnt_model_and_bundle
+    report = run(bundle, tmp_path / "latency.json", manifest=one_input, options=FAST)
+    assert set(report["peers"]) == {"pocketsphinx"}
+    assert set(report["peers_skipped"]) == {"onnxruntime", "sherpa-onnx"}
+    assert report["engine_overhead"] is None and report["vs_sherpa_onnx"] is None
+    macs = report["physical_limit"]["model_macs"]
+    assert macs["macs_per_audio_s"] == json.loads((bundle / "bundle.json").read_text())["compute"]["macs_per_second"]
+    assert report["rtf"] > 0 and (tmp_path / "latency.png").stat().st_size > 10_000
+
+
+def test_gated_bundle_reports_the_macs_its_gates_executed(tiny_gated, one_input, tmp_path):
+    _, bundle = tiny_gated["feature"]
+    report = run(bundle, tmp_path / "latency.json", manifest=one_input, options=FAST)
+    macs = report["physical_limit"]["model_macs"]
+    assert 0 < macs["executed_fraction"] <= 1
+    assert macs["macs_per_audio_s"] <= macs["dense_macs_per_audio_s"] * 1.05  # flush pad frames count as audio
+    limit = report["physical_limit"]
+    assert limit["achieved_macs_per_s"] == pytest.approx(macs["macs_per_audio_s"] / report["rtf"])
+
+
+def test_pytorch_peer_is_refused_for_a_model_it_cannot_stream(convrnnt_model_and_bundle, tiny_checkpoint, one_input,
+                                                                tmp_path):
+    from framegate.engine.errors import FramegateError
+
+    _, bundle = convrnnt_model_and_bundle
+    with pytest.raises(FramegateError, match="PyTorch peer streams LSTM transducers only"):
+        run(bundle, tmp_path / "latency.json", manifest=one_input, checkpoint=tiny_checkpoint, options=FAST)
