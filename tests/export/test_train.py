@@ -207,8 +207,9 @@ def test_latency_penalties_reach_the_transducer_loss(tiny_corpus: Path, tmp_path
         return rnnt_loss(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "rnnt_loss", recording_loss)
-    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "delay", max_steps=1, delay_penalty=0.02,
-                                     fastemit_lambda=0.01))).train()
-    assert seen and all(k["delay_penalty"] == 0.02 and k["fastemit_lambda"] == 0.01 for k in seen)
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "delay", delay_penalty=0.02,
+                                               fastemit_lambda=0.01)))
+    trainer._loss(*trainer._collate([0, 1], False, np.random.default_rng(0)))
+    assert len(seen) == 1 and seen[0]["delay_penalty"] == 0.02 and seen[0]["fastemit_lambda"] == 0.01
     with pytest.raises(ValueError, match="delay_penalty"):
         TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", delay_penalty=-0.01).validate()
