@@ -25,6 +25,8 @@ GlobalCnnBlockWeights TakeGlobalCnnBlockWeights(const GlobalCnnConfig& c,
                                                 Source& block) {
   const std::int64_t ch = c.channels, h = c.hidden, s = c.se_hidden;
   GlobalCnnBlockWeights w;
+  w.norm_weight = block.Take("norm_weight", {ch});
+  w.norm_bias = block.Take("norm_bias", {ch});
   w.pw1_weight = block.Take("pw1_weight", {h, ch});
   w.pw1_bias = block.Take("pw1_bias", {h});
   w.dw_weight = block.Take("dw_weight", {h, 3});

@@ -18,6 +18,27 @@ constexpr int kTaps = 3;
 constexpr int kTileFrames = 64;
 // Dilation 2^b must fit comfortably in an int.
 constexpr int kMaxBlocks = 16;
+constexpr double kLayerNormEps = 1e-5;  // torch's LayerNorm default
+
+// out (n x c) = per-row LayerNorm of x, scaled by g and shifted by e; the
+// mean and variance are accumulated in float64.
+void LayerNormRows(const float* x, int n, int c, const std::vector<float>& g,
+                   const std::vector<float>& e, float* out) {
+  for (int t = 0; t < n; ++t) {
+    const float* row = x + static_cast<std::size_t>(t) * static_cast<std::size_t>(c);
+    float* dst = out + static_cast<std::size_t>(t) * static_cast<std::size_t>(c);
+    double mean = 0.0;
+    for (int j = 0; j < c; ++j) mean += row[j];
+    mean /= c;
+    double var = 0.0;
+    for (int j = 0; j < c; ++j) var += (row[j] - mean) * (row[j] - mean);
+    const double inv = 1.0 / std::sqrt(var / c + kLayerNormEps);
+    for (int j = 0; j < c; ++j) {
+      const auto k = static_cast<std::size_t>(j);
+      dst[j] = static_cast<float>((row[j] - mean) * inv) * g[k] + e[k];
+    }
+  }
+}
 
 void CheckTensor(const std::vector<float>& t, std::size_t expected, int block,
                  const char* name) {
@@ -88,6 +109,8 @@ GlobalCnn::GlobalCnn(const GlobalCnnConfig& config,
   for (std::size_t b = 0; b < blocks_.size(); ++b) {
     const GlobalCnnBlockWeights& w = blocks_[b];
     const int i = static_cast<int>(b);
+    CheckTensor(w.norm_weight, c, i, "norm_weight");
+    CheckTensor(w.norm_bias, c, i, "norm_bias");
     CheckTensor(w.pw1_weight, h * c, i, "pw1_weight");
     CheckTensor(w.pw1_bias, h, i, "pw1_bias");
     CheckTensor(w.dw_weight, h * kTaps, i, "dw_weight");
@@ -170,7 +193,7 @@ void GlobalCnn::ForwardTile(float* act, int n, GlobalCnnState* state) const {
   const auto rows = [](int frames, int cols) {
     return static_cast<std::size_t>(frames) * static_cast<std::size_t>(cols);
   };
-  std::vector<float> u(rows(n, h)), v(rows(n, h)), w(rows(n, c)),
+  std::vector<float> normed(rows(n, c)), u(rows(n, h)), v(rows(n, h)), w(rows(n, c)),
       squeezed(rows(n, c)), gate_hidden(rows(n, s)), gate(rows(n, c));
 
   for (int b = 0; b < config_.num_blocks; ++b) {
@@ -179,7 +202,8 @@ void GlobalCnn::ForwardTile(float* act, int n, GlobalCnnState* state) const {
     const int d = config_.Dilation(b);
     const std::size_t ring = static_cast<std::size_t>(2 * d);
 
-    Sgemm(false, true, n, h, c, 1.0f, act, c, wt.pw1_weight.data(), c, 0.0f,
+    LayerNormRows(act, n, c, wt.norm_weight, wt.norm_bias, normed.data());
+    Sgemm(false, true, n, h, c, 1.0f, normed.data(), c, wt.pw1_weight.data(), c, 0.0f,
           u.data(), h);
     AddBias(u.data(), n, h, wt.pw1_bias, true);
 

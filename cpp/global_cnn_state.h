@@ -2,7 +2,8 @@
 //
 // The network (weights shared by every stream): `num_blocks` residual blocks
 // on `channels`-wide frames; block b with dilation d = 2^b computes
-//   u_t = relu(W1 x_t + b1)                                  (hidden)
+//   n_t = LayerNorm(x_t) * g + e       (over channels, eps 1e-5, per frame)
+//   u_t = relu(W1 n_t + b1)                                  (hidden)
 //   v_t = relu(k0 * u_{t-2d} + k1 * u_{t-d} + k2 * u_t + bd)  (depthwise)
 //   w_t = W2 v_t + b2                                        (channels)
 //   s_t = mean(w_0..w_t)  or  EMA: s_0 = w_0, s_t = a s_{t-1} + (1-a) w_t
@@ -43,10 +44,12 @@ struct GlobalCnnConfig {
 };
 
 // One block's weights, row-major, as torch stores them (see the header
-// comment for the formula): pw1_weight (hidden x channels), dw_weight
+// comment for the formula): norm_weight and norm_bias (channels: g and e),
+// pw1_weight (hidden x channels), dw_weight
 // (hidden x 3, tap 0 oldest), pw2_weight (channels x hidden), se1_weight
 // (se_hidden x channels), se2_weight (channels x se_hidden).
 struct GlobalCnnBlockWeights {
+  std::vector<float> norm_weight, norm_bias;
   std::vector<float> pw1_weight, pw1_bias;
   std::vector<float> dw_weight, dw_bias;
   std::vector<float> pw2_weight, pw2_bias;

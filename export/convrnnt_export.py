@@ -47,12 +47,13 @@ class EncoderRestGraph(nn.Module):
 
     def __init__(self, encoder: ConvRnntEncoder) -> None:
         super().__init__()
-        self.merge, self.merge_norm, self.out = encoder.merge, encoder.merge_norm, encoder.out
+        self.encoder = encoder  # for merge_branches; the graph keeps only the weights it uses
+        self.out = encoder.out
         self.lstm = exportable_lstm(encoder.lstm)
 
     def forward(self, local: torch.Tensor, global_out: torch.Tensor, h: torch.Tensor, c: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.merge_norm(self.merge(torch.cat([local, global_out], dim=-1)))
+        x = self.encoder.merge_branches(local, global_out)
         x, new_h, new_c = self.lstm(x, h, c)
         return self.out(x), new_h, new_c
 
@@ -67,7 +68,7 @@ def global_cnn_tensors(global_cnn: GlobalCnn) -> dict[str, np.ndarray]:
     """The global CNN's weights by stable name, in the kernel's row-major layouts."""
     tensors = {}
     for b, block in enumerate(global_cnn.blocks):
-        source = {"pw1_weight": block.pw1.weight, "pw1_bias": block.pw1.bias,
+        source = {"norm_weight": block.norm.weight, "norm_bias": block.norm.bias, "pw1_weight": block.pw1.weight, "pw1_bias": block.pw1.bias,
                   "dw_weight": block.dw.weight.reshape(block.dw.weight.shape[0], 3), "dw_bias": block.dw.bias,
                   "pw2_weight": block.pw2.weight, "pw2_bias": block.pw2.bias,
                   "se1_weight": block.se1.weight, "se1_bias": block.se1.bias,

@@ -25,7 +25,7 @@ import numpy as np
 from framegate.kernels import _native
 
 SQUEEZE_MODES = ("cumulative", "ema")
-TENSOR_KEYS = ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias",
+TENSOR_KEYS = ("norm_weight", "norm_bias", "pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias",
                "se1_weight", "se1_bias", "se2_weight", "se2_bias")
 MAX_BLOCKS = 16
 
@@ -77,7 +77,7 @@ def tensor_name(block: int, key: str) -> str:
 def tensor_shapes(config: GlobalCnnConfig) -> dict[str, tuple[int, ...]]:
     """Row-major shape of each weight of one block, by key."""
     c, h, s = config.channels, config.hidden, config.se_hidden
-    return {"pw1_weight": (h, c), "pw1_bias": (h,), "dw_weight": (h, 3), "dw_bias": (h,),
+    return {"norm_weight": (c,), "norm_bias": (c,), "pw1_weight": (h, c), "pw1_bias": (h,), "dw_weight": (h, 3), "dw_bias": (h,),
             "pw2_weight": (c, h), "pw2_bias": (c,), "se1_weight": (s, c), "se1_bias": (s,),
             "se2_weight": (c, s), "se2_bias": (c,)}
 

@@ -103,14 +103,15 @@ def _affine(weight, x, bias):
 
 
 @numba.njit(cache=False)
-def _global_cnn_block(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b, se1_w, se1_b, se2_w, se2_b, dilation,
-                      ema, decay):
+def _global_cnn_block(x, norm_w, norm_b, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b, se1_w, se1_b, se2_w, se2_b,
+                      dilation, ema, decay):
     """One global-CNN block over a whole utterance, frame by frame, indexing the full history."""
     frames, channels = x.shape
     hidden = pw1_w.shape[0]
+    normed = _layer_norm_rows(x, norm_w, norm_b)
     u = np.zeros((frames, hidden), x.dtype)
     for t in range(frames):
-        u[t] = np.maximum(_affine(pw1_w, x[t], pw1_b), 0.0)
+        u[t] = np.maximum(_affine(pw1_w, normed[t], pw1_b), 0.0)
     y = x.copy()
     running = np.zeros(channels, x.dtype)
     squeezed = np.zeros(channels, x.dtype)
@@ -144,8 +145,8 @@ def reference_global_cnn(frames: np.ndarray, blocks: Sequence[dict], squeeze: st
     x = np.asarray(frames, dtype=dtype)
     for b, w in enumerate(blocks):
         arrays = [np.ascontiguousarray(w[k], dtype=dtype) for k in
-                  ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias",
-                   "se1_weight", "se1_bias", "se2_weight", "se2_bias")]
+                  ("norm_weight", "norm_bias", "pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight",
+                   "pw2_bias", "se1_weight", "se1_bias", "se2_weight", "se2_bias")]
         x = _global_cnn_block(x, *arrays, 2 ** b, squeeze == "ema", dtype(ema_decay))
     return x
 

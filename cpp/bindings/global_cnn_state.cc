@@ -133,7 +133,8 @@ void BindGlobalCnnState(py::module_& m) {
 
   py::class_<PyGlobalCnn>(m, "GlobalCnn", "The global CNN's weights; streams keep their own state.")
       .def(py::init<const GlobalCnnConfig&, const py::list&>(), py::arg("config"), py::arg("blocks"),
-           "blocks: one dict per block of float32 arrays pw1_weight (hidden, channels), pw1_bias, "
+           "blocks: one dict per block of float32 arrays norm_weight (channels), norm_bias, "
+           "pw1_weight (hidden, channels), pw1_bias, "
            "dw_weight (hidden, 3), dw_bias, pw2_weight (channels, hidden), pw2_bias, "
            "se1_weight (se_hidden, channels), se1_bias, se2_weight (channels, se_hidden), se2_bias.")
       .def("initial_state", &PyGlobalCnn::InitialState)

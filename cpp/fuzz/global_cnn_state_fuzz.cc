@@ -59,8 +59,11 @@ class FillingSource {
   fuzz::ValueSource& values_;
 };
 
+constexpr int kBlockTensors = 12;
+
 std::vector<float>* Tensor(GlobalCnnBlockWeights& w, int index) {
-  std::vector<float>* tensors[] = {&w.pw1_weight, &w.pw1_bias, &w.dw_weight, &w.dw_bias,
+  std::vector<float>* tensors[] = {&w.norm_weight, &w.norm_bias,
+                                   &w.pw1_weight, &w.pw1_bias, &w.dw_weight, &w.dw_bias,
                                    &w.pw2_weight, &w.pw2_bias, &w.se1_weight, &w.se1_bias,
                                    &w.se2_weight, &w.se2_bias};
   return tensors[index];
@@ -109,7 +112,7 @@ void FuzzValidation(FuzzedDataProvider& data) {
   std::vector<GlobalCnnBlockWeights> blocks;
   for (int b = 0; b < c.num_blocks; ++b) {
     GlobalCnnBlockWeights w = TakeGlobalCnnBlockWeights(c, source);
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < kBlockTensors; ++i) {
       for (float& v : *Tensor(w, i)) v = std::isfinite(v) ? v : 0.0f;
     }
     blocks.push_back(std::move(w));
@@ -171,7 +174,7 @@ void FuzzStream(FuzzedDataProvider& data) {
   bool finite = true, tame = true;
   for (int b = 0; b < c.num_blocks; ++b) {
     blocks.push_back(TakeGlobalCnnBlockWeights(c, source));
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < kBlockTensors; ++i) {
       finite = finite && AllFinite(*Tensor(blocks.back(), i));
       tame = tame && Tame(*Tensor(blocks.back(), i));
     }
@@ -179,7 +182,7 @@ void FuzzStream(FuzzedDataProvider& data) {
   const bool misshapen = data.ConsumeIntegralInRange<int>(0, 7) == 0;
   if (misshapen) {
     const auto b = data.ConsumeIntegralInRange<std::size_t>(0, blocks.size() - 1);
-    std::vector<float>* t = Tensor(blocks[b], data.ConsumeIntegralInRange<int>(0, 9));
+    std::vector<float>* t = Tensor(blocks[b], data.ConsumeIntegralInRange<int>(0, kBlockTensors - 1));
     if (data.ConsumeBool()) {
       t->push_back(0.0f);
     } else {

@@ -320,7 +320,8 @@ bool SameBlocks(const std::vector<GlobalCnnBlockWeights>& a,
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
     const GlobalCnnBlockWeights &x = a[i], &y = b[i];
-    if (x.pw1_weight != y.pw1_weight || x.pw1_bias != y.pw1_bias ||
+    if (x.norm_weight != y.norm_weight || x.norm_bias != y.norm_bias ||
+        x.pw1_weight != y.pw1_weight || x.pw1_bias != y.pw1_bias ||
         x.dw_weight != y.dw_weight || x.dw_bias != y.dw_bias ||
         x.pw2_weight != y.pw2_weight || x.pw2_bias != y.pw2_bias ||
         x.se1_weight != y.se1_weight || x.se1_bias != y.se1_bias ||

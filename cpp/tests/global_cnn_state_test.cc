@@ -49,6 +49,9 @@ std::vector<GlobalCnnBlockWeights> RandomWeights(const GlobalCnnConfig& c,
   const auto S = static_cast<std::size_t>(c.se_hidden);
   std::vector<GlobalCnnBlockWeights> blocks(static_cast<std::size_t>(c.num_blocks));
   for (GlobalCnnBlockWeights& w : blocks) {
+    w.norm_weight = Random(C, rng, 0.5f);
+    for (float& g : w.norm_weight) g += 1.0f;
+    w.norm_bias = Random(C, rng, 0.1f);
     w.pw1_weight = Random(H * C, rng, 0.5f);
     w.pw1_bias = Random(H, rng, 0.1f);
     w.dw_weight = Random(H * 3, rng, 0.5f);
@@ -74,11 +77,17 @@ std::vector<double> Offline(const GlobalCnnConfig& c,
   for (std::size_t b = 0; b < blocks.size(); ++b) {
     const GlobalCnnBlockWeights& w = blocks[b];
     const std::size_t d = std::size_t{1} << b;
-    std::vector<double> u(T * H), wout(T * C);
+    std::vector<double> u(T * H), wout(T * C), normed(C);
     for (std::size_t t = 0; t < T; ++t) {
+      double mean = 0.0, var = 0.0;
+      for (std::size_t i = 0; i < C; ++i) mean += x[t * C + i] / static_cast<double>(C);
+      for (std::size_t i = 0; i < C; ++i) var += (x[t * C + i] - mean) * (x[t * C + i] - mean) / static_cast<double>(C);
+      for (std::size_t i = 0; i < C; ++i) {
+        normed[i] = (x[t * C + i] - mean) / std::sqrt(var + 1e-5) * w.norm_weight[i] + w.norm_bias[i];
+      }
       for (std::size_t j = 0; j < H; ++j) {
         double a = w.pw1_bias[j];
-        for (std::size_t i = 0; i < C; ++i) a += w.pw1_weight[j * C + i] * x[t * C + i];
+        for (std::size_t i = 0; i < C; ++i) a += w.pw1_weight[j * C + i] * normed[i];
         u[t * H + j] = std::max(a, 0.0);
       }
     }

@@ -152,6 +152,8 @@ std::map<std::string, RawTensor> GlobalCnnTensors() {
     for (std::int64_t d : dims) n *= static_cast<std::size_t>(d);
     t["global_cnn.block0." + key] = RawTensor::Float32(std::move(dims), std::vector<float>(n, 0.5f));
   };
+  put("norm_weight", {c});
+  put("norm_bias", {c});
   put("pw1_weight", {h, c});
   put("pw1_bias", {h});
   put("dw_weight", {h, 3});

@@ -21,7 +21,7 @@ def test_bundle_records_the_global_cnn_weights_by_name(convrnnt_model_and_bundle
     manifest = json.loads((bundle / "bundle.json").read_text())
     assert manifest["model_type"] == "convrnnt"
     names = [t["name"] for t in manifest["global_cnn"]["tensors"]]
-    assert len(names) == 4 * 10 and names[0] == "global_cnn.block0.pw1_weight"
+    assert len(names) == 4 * 12 and names[0] == "global_cnn.block0.norm_weight"
     assert manifest["compute"]["parameters"] > 0 and manifest["compute"]["macs_per_second"] > 0
 
 
@@ -73,7 +73,7 @@ def test_bundle_whose_weight_record_disagrees_is_refused(convrnnt_model_and_bund
     _, bundle_dir = convrnnt_model_and_bundle
     broken = Path(shutil.copytree(bundle_dir, tmp_path / "broken"))
     manifest = json.loads((broken / "bundle.json").read_text())
-    manifest["global_cnn"]["tensors"][3]["shape"] = [99]
+    manifest["global_cnn"]["tensors"][5]["shape"] = [99]
     (broken / "bundle.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="global_cnn.block0.dw_bias"):
         Recognizer(broken)
