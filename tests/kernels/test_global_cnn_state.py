@@ -18,7 +18,12 @@ def torch_global_cnn(config: GlobalCnnConfig, seed: int) -> TorchGlobalCnn:
     torch.manual_seed(seed)
     cfg = ConvRnntConfig(global_channels=config.channels, global_hidden=config.hidden, se_hidden=config.se_hidden,
                          global_blocks=config.num_blocks, squeeze=config.squeeze, ema_decay=config.ema_decay)
-    return TorchGlobalCnn(cfg).eval()
+    module = TorchGlobalCnn(cfg).eval()
+    with torch.no_grad():  # LayerNorm starts at (1, 0): give it values, so a swapped layout shows
+        for block in module.blocks:
+            block.norm.weight.uniform_(0.5, 1.5)
+            block.norm.bias.uniform_(-0.3, 0.3)
+    return module
 
 
 def blocks_of(module: TorchGlobalCnn, config: GlobalCnnConfig) -> list[dict[str, np.ndarray]]:
@@ -190,3 +195,14 @@ def test_tensor_shapes_match_the_torch_layout():
     blocks = blocks_of(torch_global_cnn(config, 0), config)
     for block in blocks:
         assert {k: v.shape for k, v in block.items()} == tensor_shapes(config)
+
+
+def test_a_block_residual_branch_does_not_grow_with_its_input():
+    """The pre-norm LayerNorm: a trained stream's scale cannot compound block after block."""
+    config = GlobalCnnConfig(channels=6, hidden=8, se_hidden=3, num_blocks=1)
+    cnn = GlobalCnn(config, blocks_of(torch_global_cnn(config, 3), config))
+    x = np.random.default_rng(3).normal(size=(40, 6)).astype(np.float32)
+    branch = stream(cnn, x, [40]) - x
+    scaled_branch = stream(cnn, 1000 * x, [40]) - 1000 * x
+    np.testing.assert_allclose(scaled_branch, branch, atol=2e-3)
+    assert np.abs(branch).max() > 0.05
