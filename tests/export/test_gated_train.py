@@ -111,7 +111,7 @@ def test_expected_compute_fraction_is_one_when_dense_and_counts_attention_per_ke
     macs = part_macs(cfg)
     missing_keys = cfg.left_context  # frame 0 sees 1 key instead of left_context + 1
     expected0 = 1 - cfg.num_layers * missing_keys * macs["attention_per_key"] / macs["dense_per_frame"]
-    assert float(fraction[0]) == pytest.approx(expected0, rel=1e-5)
+    assert float(fraction[0].detach()) == pytest.approx(expected0, rel=1e-5)
 
 
 def test_recipes_share_the_dense_shape_so_every_warm_start_loads():
