@@ -296,7 +296,8 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         "bundle_mb": sum(p.stat().st_size for p in bundle_dir.iterdir() if p.is_file()) / 1e6,
         "wer": wer[0] if wer else None, "ci95": [wer[1], wer[2]] if wer else None,
         "engine_overhead": head["rtf"] / raw_rtf if raw_rtf else None,
-        "vs_sherpa_onnx": peer_reports["sherpa-onnx"]["framegate_time_ratio"] if "sherpa-onnx" in peer_reports else None,
+        "vs_sherpa_onnx": (peer_reports["sherpa-onnx"]["framegate_time_ratio"]
+                           if "sherpa-onnx" in peer_reports else None),
         "peers": peer_reports,
         "peers_skipped": {name: why for name, why in LSTM_ONLY_PEERS.items() if name not in peer_reports},
         "threads": per_threads,

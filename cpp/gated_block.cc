@@ -10,11 +10,11 @@
 
 #include "arbitrator.h"
 #include "gemm.h"
+#include "layer_norm.h"
 
 namespace framegate {
 namespace {
 
-constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm's default
 // Rows and windows must stay far inside int for the GEMM's dimensions.
 constexpr int kMaxSize = 1 << 20;
 
@@ -47,21 +47,7 @@ void GatherLayerNorm(const float* x, int d, const std::vector<int>& rows,
                      const std::vector<float>& weight,
                      const std::vector<float>& bias, float* out) {
   for (std::size_t j = 0; j < rows.size(); ++j) {
-    const float* src = x + Off(Size(rows[j]), d);
-    float* dst = out + Off(j, d);
-    double mean = 0.0;
-    for (int c = 0; c < d; ++c) mean += src[c];
-    mean /= d;
-    double var = 0.0;
-    for (int c = 0; c < d; ++c) {
-      const double dev = src[c] - mean;
-      var += dev * dev;
-    }
-    const double inv = 1.0 / std::sqrt(var / d + kLayerNormEps);
-    for (int c = 0; c < d; ++c) {
-      dst[c] = static_cast<float>((src[c] - mean) * inv) * weight[Size(c)] +
-               bias[Size(c)];
-    }
+    LayerNormRow(x + Off(Size(rows[j]), d), d, weight, bias, out + Off(j, d));
   }
 }
 

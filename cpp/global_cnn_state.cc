@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "gemm.h"
+#include "layer_norm.h"
 
 namespace framegate {
 namespace {
@@ -18,27 +19,6 @@ constexpr int kTaps = 3;
 constexpr int kTileFrames = 64;
 // Dilation 2^b must fit comfortably in an int.
 constexpr int kMaxBlocks = 16;
-constexpr double kLayerNormEps = 1e-5;  // torch's LayerNorm default
-
-// out (n x c) = per-row LayerNorm of x, scaled by g and shifted by e; the
-// mean and variance are accumulated in float64.
-void LayerNormRows(const float* x, int n, int c, const std::vector<float>& g,
-                   const std::vector<float>& e, float* out) {
-  for (int t = 0; t < n; ++t) {
-    const float* row = x + static_cast<std::size_t>(t) * static_cast<std::size_t>(c);
-    float* dst = out + static_cast<std::size_t>(t) * static_cast<std::size_t>(c);
-    double mean = 0.0;
-    for (int j = 0; j < c; ++j) mean += row[j];
-    mean /= c;
-    double var = 0.0;
-    for (int j = 0; j < c; ++j) var += (row[j] - mean) * (row[j] - mean);
-    const double inv = 1.0 / std::sqrt(var / c + kLayerNormEps);
-    for (int j = 0; j < c; ++j) {
-      const auto k = static_cast<std::size_t>(j);
-      dst[j] = static_cast<float>((row[j] - mean) * inv) * g[k] + e[k];
-    }
-  }
-}
 
 void CheckTensor(const std::vector<float>& t, std::size_t expected, int block,
                  const char* name) {
@@ -202,7 +182,9 @@ void GlobalCnn::ForwardTile(float* act, int n, GlobalCnnState* state) const {
     const int d = config_.Dilation(b);
     const std::size_t ring = static_cast<std::size_t>(2 * d);
 
-    LayerNormRows(act, n, c, wt.norm_weight, wt.norm_bias, normed.data());
+    for (int t = 0; t < n; ++t) {
+      LayerNormRow(act + rows(t, c), c, wt.norm_weight, wt.norm_bias, normed.data() + rows(t, c));
+    }
     Sgemm(false, true, n, h, c, 1.0f, normed.data(), c, wt.pw1_weight.data(), c, 0.0f,
           u.data(), h);
     AddBias(u.data(), n, h, wt.pw1_bias, true);

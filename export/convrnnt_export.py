@@ -68,7 +68,8 @@ def global_cnn_tensors(global_cnn: GlobalCnn) -> dict[str, np.ndarray]:
     """The global CNN's weights by stable name, in the kernel's row-major layouts."""
     tensors = {}
     for b, block in enumerate(global_cnn.blocks):
-        source = {"norm_weight": block.norm.weight, "norm_bias": block.norm.bias, "pw1_weight": block.pw1.weight, "pw1_bias": block.pw1.bias,
+        source = {"norm_weight": block.norm.weight, "norm_bias": block.norm.bias,
+                  "pw1_weight": block.pw1.weight, "pw1_bias": block.pw1.bias,
                   "dw_weight": block.dw.weight.reshape(block.dw.weight.shape[0], 3), "dw_bias": block.dw.bias,
                   "pw2_weight": block.pw2.weight, "pw2_bias": block.pw2.bias,
                   "se1_weight": block.se1.weight, "se1_bias": block.se1.bias,
