@@ -92,37 +92,59 @@ def _validate(logits, targets, logit_lengths, target_lengths, blank, reduction, 
         raise ValueError("logits must be a 4-D tensor (B, T, U+1, V)")
     if logits.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"logits must be float32 or float64, got {logits.dtype}")
+    if logits.device.type != "cpu":
+        raise ValueError(f"logits must be on the CPU, got {logits.device}")
     batch, frames, labels_plus_one, vocab = logits.shape
     if batch < 1 or frames < 1 or labels_plus_one < 1 or vocab < 2:
         raise ValueError(f"logits shape {tuple(logits.shape)} needs B >= 1, T >= 1, U+1 >= 1, V >= 2")
-    named = {"targets": targets, "logit_lengths": logit_lengths, "target_lengths": target_lengths}
-    for name, tensor in named.items():
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    return validate_targets(batch, frames, labels_plus_one - 1, vocab, targets, logit_lengths, target_lengths, blank,
+                            fastemit_lambda, delay_penalty)
+
+
+def validate_targets(batch: int, frames: int, labels: int, vocab: int, targets: torch.Tensor,
+                     logit_lengths: torch.Tensor, target_lengths: torch.Tensor, blank: int, fastemit_lambda: float,
+                     delay_penalty: float) -> torch.Tensor:
+    """Check the lattice's targets, lengths and options against a (batch, frames, labels + 1, vocab)
+    joiner output; return the (B, U) mask of targets within target_lengths. ValueError names
+    the offending argument."""
+    if not isinstance(targets, torch.Tensor) or targets.dtype not in _INT_DTYPES:
+        raise ValueError("targets must be an int32 or int64 tensor")
+    if targets.device.type != "cpu":
+        raise ValueError(f"targets must be on the CPU, got {targets.device}")
+    if tuple(targets.shape) != (batch, labels):
+        raise ValueError(f"targets shape {tuple(targets.shape)} != (B, U) = {(batch, labels)}")
+    _validate_lengths(batch, frames, labels, logit_lengths, target_lengths)
+    if not isinstance(blank, int) or not 0 <= blank < vocab:
+        raise ValueError(f"blank must be an int in [0, {vocab}), got {blank!r}")
+    valid = torch.arange(labels) < target_lengths[:, None]
+    used = targets[valid]
+    if bool((used < 0).any()) or bool((used >= vocab).any()) or bool((used == blank).any()):
+        raise ValueError(f"targets within target_lengths must lie in [0, {vocab}) and differ from blank={blank}")
+    _validate_options(fastemit_lambda, delay_penalty)
+    return valid
+
+
+def _validate_lengths(batch: int, frames: int, labels: int, logit_lengths: torch.Tensor,
+                      target_lengths: torch.Tensor) -> None:
+    for name, tensor, low, high in (("logit_lengths", logit_lengths, 1, frames),
+                                    ("target_lengths", target_lengths, 0, labels)):
         if not isinstance(tensor, torch.Tensor) or tensor.dtype not in _INT_DTYPES:
             raise ValueError(f"{name} must be an int32 or int64 tensor")
-    for name, tensor in {"logits": logits, **named}.items():
         if tensor.device.type != "cpu":
             raise ValueError(f"{name} must be on the CPU, got {tensor.device}")
-    if tuple(targets.shape) != (batch, labels_plus_one - 1):
-        raise ValueError(f"targets shape {tuple(targets.shape)} != (B, U) = {(batch, labels_plus_one - 1)}")
-    for name, tensor, low, high in (("logit_lengths", logit_lengths, 1, frames),
-                                    ("target_lengths", target_lengths, 0, labels_plus_one - 1)):
         if tuple(tensor.shape) != (batch,):
             raise ValueError(f"{name} shape {tuple(tensor.shape)} != (B,) = {(batch,)}")
         if bool((tensor < low).any()) or bool((tensor > high).any()):
             raise ValueError(f"{name} must lie in [{low}, {high}], got {tensor.tolist()}")
-    if not isinstance(blank, int) or not 0 <= blank < vocab:
-        raise ValueError(f"blank must be an int in [0, {vocab}), got {blank!r}")
-    valid = torch.arange(labels_plus_one - 1) < target_lengths[:, None]
-    used = targets[valid]
-    if bool((used < 0).any()) or bool((used >= vocab).any()) or bool((used == blank).any()):
-        raise ValueError(f"targets within target_lengths must lie in [0, {vocab}) and differ from blank={blank}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _validate_options(fastemit_lambda: float, delay_penalty: float) -> None:
     if not isinstance(fastemit_lambda, (int, float)) or not math.isfinite(fastemit_lambda) or fastemit_lambda < 0:
         raise ValueError(f"fastemit_lambda must be a finite number >= 0, got {fastemit_lambda!r}")
     if not isinstance(delay_penalty, (int, float)) or not math.isfinite(delay_penalty) or delay_penalty < 0:
         raise ValueError(f"delay_penalty must be a finite number >= 0, got {delay_penalty!r}")
-    return valid
 
 
 def _penalize_delay(label_lp: torch.Tensor, logit_lengths: torch.Tensor, delay_penalty: float) -> None:
@@ -214,3 +236,54 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
                       delay_penalty)
     return _RNNTLoss.apply(logits, targets, logit_lengths, target_lengths, valid, blank, reduction, fastemit_lambda,
                            delay_penalty)
+
+
+class _LatticeNll(torch.autograd.Function):
+    """Per-utterance NLL of a lattice given as log-probabilities; also the node occupancies."""
+
+    @staticmethod
+    def forward(ctx, blank_lp, label_lp, logit_lengths, target_lengths, fastemit_lambda, delay_penalty):
+        batch, frames, labels_plus_one = blank_lp.shape
+        blank64 = blank_lp.detach().to(torch.float64).contiguous()
+        label64 = label_lp.detach().to(torch.float64).clone()
+        if delay_penalty:
+            _penalize_delay(label64, logit_lengths, float(delay_penalty))
+        loglik = np.zeros(batch)
+        occupancy = np.zeros((batch, frames, labels_plus_one))
+        blank_weight = np.zeros((batch, frames, labels_plus_one))
+        label_weight = np.zeros((batch, frames, labels_plus_one - 1))
+        _lattice_weights(blank64.numpy(), label64.numpy(), logit_lengths.to(torch.int64).numpy(),
+                         target_lengths.to(torch.int64).numpy(), 0.0, loglik, occupancy, blank_weight, label_weight)
+        ctx.save_for_backward(torch.from_numpy(blank_weight).to(blank_lp.dtype).neg_(),
+                              torch.from_numpy(label_weight).mul_(-(1.0 + fastemit_lambda)).to(label_lp.dtype))
+        occupancy = torch.from_numpy(occupancy)
+        ctx.mark_non_differentiable(occupancy)
+        return torch.from_numpy(-loglik).to(blank_lp.dtype), occupancy
+
+    @staticmethod
+    def backward(ctx, grad_nll, _grad_occupancy):
+        blank_grad, label_grad = ctx.saved_tensors
+        scale = grad_nll.view(-1, 1, 1)
+        return blank_grad * scale, label_grad * scale, None, None, None, None
+
+
+def lattice_nll(blank_lp: torch.Tensor, label_lp: torch.Tensor, logit_lengths: torch.Tensor,
+                target_lengths: torch.Tensor, fastemit_lambda: float = 0.0,
+                delay_penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transducer NLL per utterance from the lattice's log-probabilities, for joiners that are
+    not one (B, T, U+1, V) tensor (the pruned loss, export/pruned_loss.py).
+
+    blank_lp (B, T, U+1): log P(blank) at node (t, u); label_lp (B, T, U): log P(next target label)
+    there; -inf marks a transition that does not exist. Differentiable in both (FastEmit scales
+    the label gradients, delay_penalty shifts label_lp, as in rnnt_loss). Also returns the float64
+    node occupancies P(the alignment passes node (t, u)), without gradient.
+    """
+    if blank_lp.dim() != 3 or label_lp.dim() != 3 or blank_lp.shape[:2] != label_lp.shape[:2] \
+            or label_lp.shape[2] != blank_lp.shape[2] - 1:
+        raise ValueError(f"blank_lp {tuple(blank_lp.shape)} and label_lp {tuple(label_lp.shape)} must be "
+                         "(B, T, U+1) and (B, T, U)")
+    batch, frames, labels_plus_one = blank_lp.shape
+    _validate_lengths(batch, frames, labels_plus_one - 1, logit_lengths, target_lengths)
+    _validate_options(fastemit_lambda, delay_penalty)
+    return _LatticeNll.apply(blank_lp, label_lp, logit_lengths, target_lengths, float(fastemit_lambda),
+                             float(delay_penalty))

@@ -32,6 +32,7 @@ from framegate.export.loss import rnnt_loss
 from framegate.export.models import model_classes
 from framegate.export.models.lstm_transducer import (LstmTransducerConfig, decoder_contexts,
                                                      subsampled_length)
+from framegate.export.pruned_loss import SimpleJoiner, pruned_rnnt_loss
 from framegate.export.stop_request import StopRequest
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
 
@@ -53,6 +54,10 @@ class TrainConfig:
     ctc_weight: float = 0.3
     fastemit_lambda: float = 0.0          # FastEmit (export/loss.py): > 0 pulls emissions earlier (last-word latency)
     delay_penalty: float = 0.0            # delay-penalized lattice (export/loss.py), per encoder frame: same aim
+    prune_range: int = 0                  # > 0: pruned transducer loss (export/pruned_loss.py), windows of this
+                                          # many label positions per frame; 0: the full lattice
+    simple_loss_scale: float = 0.5        # pruned: weight of the simple joiner's loss after prune_warmup_steps
+    prune_warmup_steps: int = 2000        # pruned: simple loss 1 -> simple_loss_scale, pruned 0.1 -> 1 meanwhile
     ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
     max_steps: int = 1_000_000
@@ -78,6 +83,9 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
+        for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0")
         if self.init_parts not in ("all", "encoder", "prediction"):
             raise ValueError(f"TrainConfig.init_parts must be 'all', 'encoder' or 'prediction', "
                              f"got {self.init_parts!r}")
@@ -171,6 +179,7 @@ class Trainer:
         self.model = model_classes(cfg.model_type)[0](cfg.model)
         # A character CTC head belongs to training only (the trainer, not the exported model).
         self.char_ctc = nn.Linear(cfg.model.joiner_dim, len(CTC_CHARS) + 1) if cfg.ctc_units == "chars" else None
+        self.simple_joiner = SimpleJoiner(cfg.model.joiner_dim, cfg.model.vocab_size) if cfg.prune_range else None
         self.opt = torch.optim.AdamW(self._parameters(), lr=cfg.peak_lr, weight_decay=cfg.weight_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds = 0.0  # wall time spent training, summed over resumed runs
@@ -186,10 +195,23 @@ class Trainer:
             self.ewc = for_finetuning(Path(cfg.corpus_dir), Path(cfg.init_from), self.work, cfg.ewc_lambda,
                                       cfg.fisher_utterances, cfg.seed, self.model, self.sp.encode, self._loss)
 
+    def _heads(self) -> dict[str, nn.Module]:
+        """The training-only heads this run has, by their checkpoint key (none is exported)."""
+        heads = {"char_ctc": self.char_ctc, "simple_joiner": self.simple_joiner}
+        return {name: head for name, head in heads.items() if head is not None}
+
+    def _heads_state(self) -> dict:
+        return {name: head.state_dict() for name, head in self._heads().items()}
+
+    def _load_heads(self, saved: dict, names: tuple[str, ...] = ("char_ctc", "simple_joiner")) -> None:
+        """Load the heads a checkpoint has and this run has too; a head new to the run starts fresh."""
+        for name, head in self._heads().items():
+            if name in names and saved.get(name):
+                head.load_state_dict(saved[name])
+
     def _parameters(self) -> list[nn.Parameter]:
         """Everything the optimizer trains: the model and the training-only heads."""
-        extra = list(self.char_ctc.parameters()) if self.char_ctc is not None else []
-        return list(self.model.parameters()) + extra
+        return list(self.model.parameters()) + [p for head in self._heads().values() for p in head.parameters()]
 
     @property
     def is_main(self) -> bool:
@@ -241,8 +263,7 @@ class Trainer:
             if self.is_main:
                 print(f"warm start from {path}: decoder and joiner only", flush=True)
             return
-        if self.char_ctc is not None and saved.get("char_ctc"):
-            self.char_ctc.load_state_dict(saved["char_ctc"])
+        self._load_heads(saved, ("char_ctc",) if self.cfg.init_parts == "encoder" else ("char_ctc", "simple_joiner"))
         if self.cfg.init_parts == "encoder":
             self.model.encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items()
                                                 if k.startswith("encoder.")})
@@ -280,8 +301,7 @@ class Trainer:
         if not self.is_main:
             return
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
-                     char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
-                     batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg),
+                     **self._heads_state(), batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg),
                      warm_start=self.warm_start)
         tmp = self._checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
@@ -289,8 +309,7 @@ class Trainer:
 
     def save_weights(self, path: Path) -> None:
         """A weights-only checkpoint: enough to export or warm-start, small enough to keep."""
-        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model),
-                        char_ctc=self.char_ctc.state_dict() if self.char_ctc is not None else None,
+        torch.save(dict(model=self.model.state_dict(), model_config=asdict(self.cfg.model), **self._heads_state(),
                         model_type=self.cfg.model_type, step=self.step, epoch=self.epoch,
                         train_seconds=self.train_seconds, warm_start=self.warm_start), path)
 
@@ -305,8 +324,7 @@ class Trainer:
                 return False
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(state["model"])
-        if self.char_ctc is not None and state.get("char_ctc"):
-            self.char_ctc.load_state_dict(state["char_ctc"])
+        self._load_heads(state)
         if "opt" in state:
             try:
                 self.opt.load_state_dict(state["opt"])
@@ -352,10 +370,7 @@ class Trainer:
         enc, _ = m.encoder(x)
         enc_len = subsampled_length(lengths).clamp(min=1)
         contexts = decoder_contexts(y, tlen, m.cfg.context_size, BLANK_ID)
-        dec = m.decoder(contexts)
-        logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
-        loss_rnnt = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
-                              fastemit_lambda=self.cfg.fastemit_lambda, delay_penalty=self.cfg.delay_penalty)
+        loss_rnnt, parts = self._transducer_loss(enc, m.decoder(contexts), y, enc_len, tlen)
         if self.char_ctc is None:
             ctc_y, ctc_len, ctc_lp = y, tlen, F.log_softmax(m.ctc_head(enc), dim=-1)
         else:
@@ -364,7 +379,7 @@ class Trainer:
         loss_ctc = F.ctc_loss(ctc_lp.transpose(0, 1), ctc_y, enc_len, ctc_len, blank=BLANK_ID, reduction="sum",
                               zero_infinity=True) / len(lengths)
         loss = loss_rnnt + self.cfg.ctc_weight * loss_ctc
-        parts = dict(rnnt=float(loss_rnnt.detach()), ctc=float(loss_ctc.detach()))
+        parts["ctc"] = float(loss_ctc.detach())
         if self.ewc is not None:  # fine-tuning with EWC
             penalty = self.ewc.penalty(m)
             loss = loss + penalty
@@ -374,6 +389,23 @@ class Trainer:
             loss = loss + aux
             parts.update(aux_parts)
         return loss, parts
+
+    def _transducer_loss(self, enc, dec, y, enc_len, tlen) -> tuple[torch.Tensor, dict]:
+        """The full-lattice loss, or the pruned one with its simple joiner's loss (weights per the
+        warm-up of export/pruned_loss.py's recipe: the windows are poor until the simple joiner learns)."""
+        cfg, m = self.cfg, self.model
+        if self.simple_joiner is None:
+            logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+            loss = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
+                             fastemit_lambda=cfg.fastemit_lambda, delay_penalty=cfg.delay_penalty)
+            return loss, dict(rnnt=float(loss.detach()))
+        pruned, simple = pruned_rnnt_loss(enc, dec, m.joiner, self.simple_joiner, y, enc_len, tlen, cfg.prune_range,
+                                          blank=BLANK_ID, fastemit_lambda=cfg.fastemit_lambda,
+                                          delay_penalty=cfg.delay_penalty)
+        warm = min(1.0, self.step / cfg.prune_warmup_steps) if cfg.prune_warmup_steps else 1.0
+        simple_scale = 1.0 - warm * (1.0 - cfg.simple_loss_scale)
+        loss = (0.1 + 0.9 * warm) * pruned + simple_scale * simple
+        return loss, dict(rnnt=float(pruned.detach()), simple=float(simple.detach()))
 
     # -- evaluation --------------------------------------------------------------------
     @torch.no_grad()

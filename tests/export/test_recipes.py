@@ -23,3 +23,12 @@ def test_recipe_loads_and_is_bounded(path: Path) -> None:
     assert cfg.work_dir.startswith("runs/"), f"{path.name}: work_dir {cfg.work_dir}"
     if getattr(cfg, "init_from", ""):  # warm starts from another run's milestone or the kept checkpoints/
         assert cfg.init_from.startswith(("runs/", "checkpoints/")), f"{path.name}: init_from {cfg.init_from}"
+
+
+def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer_loss() -> None:
+    """A gated model's WER is judged against the dense reference: both must see the same loss."""
+    family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
+                                                                                 "sliding_window"))}
+    assert len(family) == 5
+    assert {cfg.prune_range for cfg in family.values()} == {5}
+    assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")

@@ -63,8 +63,8 @@ def test_resume_continues_from_the_checkpoint(tiny_corpus: Path, tmp_path: Path)
     resumed.train()
     assert resumed.step == 5
     weights = torch.load(tmp_path / "resume" / "weights_last.pt", weights_only=False)
-    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "char_ctc", "model_type", "step",
-                                                "epoch", "train_seconds", "warm_start"}
+    assert weights["step"] == 5 and set(weights) == {"model", "model_config", "model_type", "step", "epoch",
+                                                "train_seconds", "warm_start"}  # no training-only heads here
 
 
 def test_a_new_machine_resumes_from_the_kept_weights_only_milestone(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -213,3 +213,22 @@ def test_latency_penalties_reach_the_transducer_loss(tiny_corpus: Path, tmp_path
     assert len(seen) == 1 and seen[0]["delay_penalty"] == 0.02 and seen[0]["fastemit_lambda"] == 0.01
     with pytest.raises(ValueError, match="delay_penalty"):
         TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", delay_penalty=-0.01).validate()
+
+
+def test_pruned_loss_trains_its_simple_joiner_and_resumes_it(tiny_corpus: Path, tmp_path: Path) -> None:
+    """prune_range switches the transducer loss to the pruned one; its simple joiner is a
+    training-only head: optimized, checkpointed and resumed, never in the model."""
+    settings = dict(prune_range=2, prune_warmup_steps=4, simple_loss_scale=0.25)
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "pruned", max_steps=40, **settings)))
+    batch = trainer._collate(list(range(min(4, len(trainer.train_set.utterances)))), False, np.random.default_rng(0))
+    first, first_parts = trainer._loss(*batch)
+    assert set(first_parts) >= {"rnnt", "simple", "ctc"}
+    trainer.train()
+    trainer.model.train()
+    last, last_parts = trainer._loss(*batch)
+    assert last_parts["rnnt"] < 0.7 * first_parts["rnnt"] and last_parts["simple"] < first_parts["simple"]
+    assert not any(name.startswith("simple") for name in trainer.model.state_dict())
+    resumed = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "pruned", max_steps=41, **settings)))
+    assert torch.equal(resumed.simple_joiner.am.weight, trainer.simple_joiner.am.weight)
+    with pytest.raises(ValueError, match="prune_range"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", prune_range=-1).validate()
