@@ -43,7 +43,7 @@ class FrontendGraph(nn.Module):
 
 
 class EncoderRestGraph(nn.Module):
-    """Merge + projected LSTM (written out by hand, as the baseline's export) + output layer."""
+    """Merge + LSTM stack (exportable_lstm: ONNX's LSTM op, or the projected cell spelled out) + output layer."""
 
     def __init__(self, encoder: ConvRnntEncoder) -> None:
         super().__init__()

@@ -102,28 +102,39 @@ def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.
     return model, bundle
 
 
-@pytest.fixture(scope="module")
-def convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
-    """A tiny random ConvRNN-T (eval mode) and its bundle, nudged as the LSTM fixture, on its vocabulary."""
+def _tiny_convrnnt(work: Path, tokens: Path, rnn_hidden_size: int):
+    """A tiny random ConvRNN-T (eval mode) and its bundle, nudged as the LSTM fixture, on the tokens' vocabulary;
+    rnn_hidden_size 24 > d_model 16 makes its LSTM projected, 16 leaves it unprojected."""
     import torch
     from dataclasses import asdict
 
     from framegate.export.models.convrnnt import ConvRnnt, ConvRnntConfig
     from framegate.export.onnx_export import export_bundle
 
-    tokens = tiny_checkpoint.parent / "tokens.txt"
     vocab = len(tokens.read_text(encoding="utf-8").splitlines())
     torch.manual_seed(4321)
     cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
                          local_layers=2, global_channels=8, global_hidden=10, global_blocks=4, se_hidden=3,
-                         d_model=16, rnn_hidden_size=24, num_layers=1, joiner_dim=16, decoder_dim=16, dropout=0.0)
+                         d_model=16, rnn_hidden_size=rnn_hidden_size, num_layers=1, joiner_dim=16, decoder_dim=16,
+                         dropout=0.0)
     model = ConvRnnt(cfg)
     nudge_tiny_lstm_model(model)
-    work = tmp_path_factory.mktemp("convrnnt")
     torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "convrnnt"},
                work / "weights.pt")
     bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tokens, model_card={"purpose": "tests"})
     return model.eval(), bundle
+
+
+@pytest.fixture(scope="module")
+def convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """A tiny ConvRNN-T with a projected LSTM and its bundle."""
+    return _tiny_convrnnt(tmp_path_factory.mktemp("convrnnt"), tiny_checkpoint.parent / "tokens.txt", 24)
+
+
+@pytest.fixture(scope="module")
+def unprojected_convrnnt_model_and_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path):
+    """The same with an unprojected LSTM (the comparison recipe's shape: ONNX's own LSTM op)."""
+    return _tiny_convrnnt(tmp_path_factory.mktemp("convrnnt_unprojected"), tiny_checkpoint.parent / "tokens.txt", 16)
 
 
 def _stream_in_random_blocks(recognizer, samples_16k: np.ndarray, seed: int, max_block: int = 8999):

@@ -9,7 +9,8 @@ Encoder, per utterance (N, T, bins) fbank:
      global CNN: Linear -> `global_blocks` pre-norm residual blocks of
                  LayerNorm -> pointwise -> causal dilated depthwise (k=3, dilation 2^b)
                  -> pointwise -> causal squeeze-and-excitation, summarizing everything so far;
-  -> LayerNorm each branch -> concatenate -> Linear + LayerNorm -> projected LSTM stack
+  -> LayerNorm each branch -> concatenate -> Linear + LayerNorm -> LSTM stack (projected
+     when rnn_hidden_size > d_model)
   -> Linear to the joiner.
 The LayerNorms are per frame, so they stream without state. Without them a trained model's
 global residual stream grew from RMS 5 to 2e5 over the six blocks by step 2,000 and the merge
@@ -194,8 +195,12 @@ class ConvRnntEncoder(nn.Module):
         self.global_norm = nn.LayerNorm(cfg.global_channels)
         self.merge = nn.Linear(cfg.local_channels + cfg.global_channels, cfg.d_model)
         self.merge_norm = nn.LayerNorm(cfg.d_model)
+        # Projected only where the cell is wider than d_model, as the baseline: torch's CPU LSTM with a
+        # projection has no oneDNN kernel (slower steps), and (measured) it passed the front end ~400x
+        # less gradient than the baseline's LSTM did at the same step.
+        proj = cfg.d_model if cfg.rnn_hidden_size != cfg.d_model else 0
         self.lstm = nn.LSTM(cfg.d_model, cfg.rnn_hidden_size, cfg.num_layers, batch_first=True,
-                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, proj_size=cfg.d_model)
+                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, proj_size=proj)
         self.out = nn.Linear(cfg.d_model, cfg.joiner_dim)
         for layer in range(cfg.num_layers):  # forget-gate bias, as in the baseline
             for kind in ("ih", "hh"):

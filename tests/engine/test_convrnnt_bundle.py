@@ -25,10 +25,11 @@ def test_bundle_records_the_global_cnn_weights_by_name(convrnnt_model_and_bundle
     assert manifest["compute"]["parameters"] > 0 and manifest["compute"]["macs_per_second"] > 0
 
 
-def test_onnx_and_cpp_encoder_equals_the_torch_full_utterance_forward(convrnnt_model_and_bundle, speechlike_16k):
+@pytest.mark.parametrize("fixture", ["convrnnt_model_and_bundle", "unprojected_convrnnt_model_and_bundle"])
+def test_onnx_and_cpp_encoder_equals_the_torch_full_utterance_forward(fixture, speechlike_16k, request):
     import torch
 
-    model, bundle_dir = convrnnt_model_and_bundle
+    model, bundle_dir = request.getfixturevalue(fixture)
     recognizer = Recognizer(bundle_dir, endpoint=None)
     features = padded_features(recognizer.bundle, speechlike_16k)
     with torch.no_grad():
@@ -36,10 +37,10 @@ def test_onnx_and_cpp_encoder_equals_the_torch_full_utterance_forward(convrnnt_m
     np.testing.assert_allclose(encoder_output(recognizer.bundle, speechlike_16k), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("fixture", ["convrnnt_model_and_bundle", "unprojected_convrnnt_model_and_bundle"])
 @pytest.mark.parametrize("seed", range(4))
-def test_streaming_equals_offline_for_random_blocks(convrnnt_model_and_bundle, speechlike_16k,
-                                                    stream_in_random_blocks, seed):
-    _, bundle_dir = convrnnt_model_and_bundle
+def test_streaming_equals_offline_for_random_blocks(fixture, speechlike_16k, stream_in_random_blocks, seed, request):
+    _, bundle_dir = request.getfixturevalue(fixture)
     recognizer = Recognizer(bundle_dir, endpoint=None)
     stream = stream_in_random_blocks(recognizer, speechlike_16k, seed)
 
