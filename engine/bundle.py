@@ -331,7 +331,7 @@ def _check_convrnnt_encoder(sessions: dict[str, ort.InferenceSession], features:
     weights as outputs named and shaped as bundle.json's global_cnn.tensors list them."""
     section = _section(manifest, "encoder")
     sizes = {}
-    for key in ("local_channels", "local_layers", "local_cache_frames", "global_channels"):
+    for key in ("local_channels", "local_width", "local_layers", "local_cache_frames", "global_channels"):
         value = section.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BundleError(f"bundle.json: 'encoder.{key}' must be a positive int, found {value!r}")
@@ -341,13 +341,13 @@ def _check_convrnnt_encoder(sessions: dict[str, ort.InferenceSession], features:
     _check_io("frontend.onnx", "input", frontend.get_inputs(),
               [("x", [None, None, features.num_bins]), ("local_cache", cache_dims)])
     _check_io("frontend.onnx", "output", frontend.get_outputs(),
-              [("local", [None, None, sizes["local_channels"]]), ("global_in", [None, None, sizes["global_channels"]]),
+              [("local", [None, None, sizes["local_width"]]), ("global_in", [None, None, sizes["global_channels"]]),
                ("new_local_cache", cache_dims)])
     rest = sessions["encoder_rest.onnx"]
     h_dims = [enc.num_layers, None, enc.d_model]
     c_dims = [enc.num_layers, None, enc.rnn_hidden_size]
     _check_io("encoder_rest.onnx", "input", rest.get_inputs(),
-              [("local", [None, None, sizes["local_channels"]]),
+              [("local", [None, None, sizes["local_width"]]),
                ("global_out", [None, None, sizes["global_channels"]]), ("h", h_dims), ("c", c_dims)])
     _check_io("encoder_rest.onnx", "output", rest.get_outputs(),
               [("encoder_out", [None, None, enc.joiner_dim]), ("new_h", h_dims), ("new_c", c_dims)])

@@ -2,7 +2,8 @@
 
 The streaming encoder is split where the C++ kernel carries state:
   frontend.onnx      x (N, window_frames, bins), local_cache (L, N, k-1, C_l)
-                     -> local (N, T', C_l), global_in (N, T', C_g), new_local_cache
+                     -> local (N, T', F + C_l: subsampled frames, local CNN), global_in (N, T', C_g),
+                        new_local_cache
   [C++ GlobalCnn]    global_in -> global_out, its own state (framegate.kernels.GlobalCnn)
   encoder_rest.onnx  local, global_out, h, c -> encoder_out (N, T', joiner_dim), new_h, new_c
   global_cnn.onnx    no inputs; the global CNN's weights as initializers named
@@ -96,14 +97,14 @@ def export_convrnnt_bundle(model: ConvRnnt, out_dir: Path, tokens: Path, model_c
                  {"x": {0: "N", 1: "T"}, "local_cache": {1: "N"}, "local": {0: "N", 1: "T_out"},
                   "global_in": {0: "N", 1: "T_out"}, "new_local_cache": {1: "N"}})
     finish_graph(out_dir / "frontend.onnx", {"model_type": MODEL_TYPE},
-                 {"local": ["N", "T_out", cfg.local_channels], "global_in": ["N", "T_out", cfg.global_channels],
+                 {"local": ["N", "T_out", cfg.local_width], "global_in": ["N", "T_out", cfg.global_channels],
                   "new_local_cache": [cfg.local_layers, "N", cfg.local_kernel - 1, cfg.local_channels]})
 
     t_out = cfg.chunk_frames // SUBSAMPLING
     h = torch.zeros(cfg.num_layers, 1, cfg.d_model)
     c = torch.zeros(cfg.num_layers, 1, cfg.rnn_hidden_size)
     export_graph(EncoderRestGraph(enc).eval(),
-                 (torch.zeros(1, t_out, cfg.local_channels), torch.zeros(1, t_out, cfg.global_channels), h, c),
+                 (torch.zeros(1, t_out, cfg.local_width), torch.zeros(1, t_out, cfg.global_channels), h, c),
                  out_dir / "encoder_rest.onnx", ["local", "global_out", "h", "c"], ["encoder_out", "new_h", "new_c"],
                  {"local": {0: "N", 1: "T"}, "global_out": {0: "N", 1: "T"}, "h": {1: "N"}, "c": {1: "N"},
                   "encoder_out": {0: "N", 1: "T"}, "new_h": {1: "N"}, "new_c": {1: "N"}})
@@ -125,6 +126,7 @@ def export_convrnnt_bundle(model: ConvRnnt, out_dir: Path, tokens: Path, model_c
         "rnn_hidden_size": cfg.rnn_hidden_size,
         "joiner_dim": cfg.joiner_dim,
         "local_channels": cfg.local_channels,
+        "local_width": cfg.local_width,
         "local_layers": cfg.local_layers,
         "local_cache_frames": cfg.local_kernel - 1,
         "global_channels": cfg.global_channels,

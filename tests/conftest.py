@@ -113,12 +113,17 @@ def _tiny_convrnnt(work: Path, tokens: Path, rnn_hidden_size: int):
 
     vocab = len(tokens.read_text(encoding="utf-8").splitlines())
     torch.manual_seed(4321)
-    cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=12, local_channels=6, local_kernel=3,
+    cfg = ConvRnntConfig(vocab_size=vocab, conv_channels=4, frontend_dim=16, local_channels=6, local_kernel=3,
                          local_layers=2, global_channels=8, global_hidden=10, global_blocks=4, se_hidden=3,
                          d_model=16, rnn_hidden_size=rnn_hidden_size, num_layers=1, joiner_dim=16, decoder_dim=16,
                          dropout=0.0)
     model = ConvRnnt(cfg)
     nudge_tiny_lstm_model(model)
+    with torch.no_grad():  # a trained merge: the branches (the C++ global CNN's output too) reach the LSTM
+        torch.nn.init.normal_(model.encoder.merge.weight, std=1.0)
+        torch.nn.init.normal_(model.encoder.merge.bias, std=0.1)
+        # blank's bias so that each both emits and reaches endpoints on speechlike_16k (8 and 87 tokens)
+        model.joiner.out.bias[0] += 2.0 if rnn_hidden_size > cfg.d_model else -2.0
     torch.save({"model": model.state_dict(), "model_config": asdict(cfg), "model_type": "convrnnt"},
                work / "weights.pt")
     bundle = export_bundle(work / "weights.pt", work / "bundle", tokens=tokens, model_card={"purpose": "tests"})
