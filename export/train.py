@@ -301,8 +301,8 @@ class Trainer:
         if not self.is_main:
             return
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict(), step=self.step, epoch=self.epoch,
-                     **self._heads_state(), batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds, config=asdict(self.cfg),
-                     warm_start=self.warm_start)
+                     **self._heads_state(), batch_in_epoch=self.batch_in_epoch, train_seconds=self.train_seconds,
+                     config=asdict(self.cfg), warm_start=self.warm_start)
         tmp = self._checkpoint_path().with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self._checkpoint_path())

@@ -34,8 +34,8 @@ The torch forward here is the full-utterance causal pass it must reproduce.
 
 Weight layouts the C++ kernel reads (export records them in bundle.json):
   norm.weight and norm.bias (channels), pw1.weight (hidden, channels), dw.weight (hidden, 1, 3)
-  with tap k applied to the input at t - (2 - k) * dilation, pw2.weight (channels, hidden), se1.weight (se_hidden, channels),
-  se2.weight (channels, se_hidden); every bias 1-D. u = relu(pw1(norm(x))), ...,
+  with tap k applied to the input at t - (2 - k) * dilation, pw2.weight (channels, hidden),
+  se1.weight (se_hidden, channels), se2.weight (channels, se_hidden); every bias 1-D. u = relu(pw1(norm(x))), ...,
   y = x + w * sigmoid(se2(relu(se1(s)))).
 """
 from __future__ import annotations
