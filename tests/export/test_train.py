@@ -232,3 +232,11 @@ def test_pruned_loss_trains_its_simple_joiner_and_resumes_it(tiny_corpus: Path, 
     assert torch.equal(resumed.simple_joiner.am.weight, trainer.simple_joiner.am.weight)
     with pytest.raises(ValueError, match="prune_range"):
         TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", prune_range=-1).validate()
+
+
+def test_evaluation_reports_whether_the_encoder_reads_its_input(tiny_corpus: Path, tmp_path: Path) -> None:
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "dependence", max_steps=1)))
+    alive = trainer.evaluate()["input_dependence"]
+    with torch.no_grad():
+        trainer.model.encoder.feature_inv_std.zero_()  # every frame normalizes to the same vector
+    assert alive > 0.01 and trainer.evaluate()["input_dependence"] < 1e-6
