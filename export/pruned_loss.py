@@ -134,4 +134,4 @@ def pruned_rnnt_loss(enc: torch.Tensor, dec: torch.Tensor, joiner: nn.Module, si
     pruned_label = empty.scatter(2, positions, window_label)[:, :, :labels]
     pruned_nll, _ = lattice_nll(pruned_blank, pruned_label, logit_lengths, target_lengths, fastemit_lambda,
                                 delay_penalty)
-    return pruned_nll.mean(), simple_nll.mean()
+    return pruned_nll.mean(), simple_nll.mean().to(pruned_nll.dtype)
