@@ -47,6 +47,7 @@ class TrainConfig:
     peak_lr: float = 1.5e-3
     warmup_steps: int = 800
     lr_schedule: str = "inverse_sqrt"     # or "hold_linear": hold peak_lr, then linear to final_lr by max_steps
+    lr_step_offset: int = 0               # a warm start continues its source run's schedule: the steps it had
     decay_steps: int = 0                  # hold_linear: length of the final linear decay
     final_lr: float = 0.0                 # hold_linear: learning rate reached at max_steps
     weight_decay: float = 1e-3
@@ -83,7 +84,7 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
-        for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale"):
+        for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale", "lr_step_offset"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0")
         if self.init_parts not in ("all", "encoder", "prediction"):
@@ -134,13 +135,16 @@ def _char_targets(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _lr(step: int, cfg: TrainConfig) -> float:
     """Linear warmup, then inverse-sqrt decay (open-ended runs) or a hold and a final linear decay
-    (runs with a known budget: the decay at the end is where most of a fixed budget's gain lands)."""
-    step = max(step, 1)
+    (runs with a known budget: the decay at the end is where most of a fixed budget's gain lands).
+    `lr_step_offset` shifts the whole schedule, so a warm start from another run's step N
+    (a gated model from its dense reference's milestone) learns at the rate the source run
+    continues with, and the two are compared at the same learning rate, step for step."""
+    step = max(step, 1) + cfg.lr_step_offset
     if step < cfg.warmup_steps:
         return cfg.peak_lr * step / cfg.warmup_steps
     if cfg.lr_schedule == "inverse_sqrt":
         return cfg.peak_lr * math.sqrt(cfg.warmup_steps / step)
-    remaining = (cfg.max_steps - step) / cfg.decay_steps
+    remaining = (cfg.max_steps + cfg.lr_step_offset - step) / cfg.decay_steps
     return cfg.final_lr + (cfg.peak_lr - cfg.final_lr) * min(1.0, max(0.0, remaining))
 
 

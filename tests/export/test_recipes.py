@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from framegate.export.train import TrainConfig
+from framegate.export.train import TrainConfig, _lr
 from framegate.export.train_speaker import SpeakerTrainConfig
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "export" / "recipes").glob("*.toml"))
@@ -32,3 +32,18 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     assert len(family) == 5
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
+
+
+def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -> None:
+    """Same total steps, same learning rate at every step: only the gates differ from the reference."""
+    recipes = {p.stem: p for p in RECIPES}
+    dense = TrainConfig.load(recipes["dense_transformer"])
+    for name in ("gated_feature", "gated_feature_lambda20", "gated_block", "sliding_window"):
+        cfg = TrainConfig.load(recipes[name])
+        branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
+        assert cfg.init_from.startswith(dense.work_dir + "/"), name
+        assert cfg.lr_step_offset == branch_step, name
+        assert branch_step % dense.milestone_every_steps == 0, name  # the dense run keeps that milestone
+        assert cfg.max_steps + cfg.lr_step_offset == dense.max_steps, name
+        for step in (1, 1000, cfg.max_steps):
+            assert _lr(step, cfg) == pytest.approx(_lr(step + branch_step, dense)), (name, step)

@@ -176,6 +176,20 @@ def test_model_type_selects_the_model_class(tmp_path):
         TrainConfig.load(bad)
 
 
+def test_lr_step_offset_continues_the_source_runs_schedule(tiny_corpus: Path) -> None:
+    """A warm start from step N learns at the source run's rate for step N + s, for both schedules."""
+    for schedule in ("inverse_sqrt", "hold_linear"):
+        common = dict(corpus_dir=str(tiny_corpus), work_dir="unused", peak_lr=1e-3, warmup_steps=10,
+                      lr_schedule=schedule, decay_steps=40, final_lr=1e-4)
+        source = TrainConfig(max_steps=100, **common)
+        branch = TrainConfig(max_steps=70, lr_step_offset=30, **common)
+        for step in (1, 5, 20, 50, 70):
+            assert _lr(step, branch) == pytest.approx(_lr(step + 30, source)), (schedule, step)
+        assert _lr(1, branch) > _lr(1, TrainConfig(max_steps=70, **common))  # no second warm-up
+    with pytest.raises(ValueError, match="lr_step_offset"):
+        TrainConfig(lr_step_offset=-1, **common).validate()
+
+
 def test_hold_linear_schedule_warms_up_holds_then_decays_to_final_lr(tiny_corpus: Path) -> None:
     cfg = TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", peak_lr=1e-3, warmup_steps=10,
                       lr_schedule="hold_linear", max_steps=100, decay_steps=40, final_lr=1e-4)
