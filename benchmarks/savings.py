@@ -211,6 +211,7 @@ def run(model: Path, manifest: Path, out: Path, compare: list[Path] = (), dense:
             "arbitrator": gating["arbitrator"],
             "left_context": point.recognizer.bundle.manifest["encoder"]["left_context"],
             "lambda": gating["compute_lambda"],
+            "wake_cost_frames": gating["wake_cost_frames"],
             "threshold": point.threshold,
             "wer": wer,
             "wer_dense": dense_wer,

@@ -32,6 +32,14 @@ does); `auxiliary_loss` adds compute_lambda * the expected fraction of encoder M
 arbitrators' probabilities and the real per-part MAC counts of `part_macs` (attention's
 score and value products are counted per query with the expected number of on keys in its
 window, so full-skip's cheaper keys are counted too).
+
+`wake_cost_frames` (0 by default: the paper's per-frame MAC cost) makes that cost the engine's
+wall time instead: a part that runs for any frame of a streaming chunk streams its weights from
+memory once for the chunk, which costs about as much as computing `wake_cost_frames` more
+frames (benchmarks/README.md, "Compute savings"). The term added per chunk and part is
+wake_cost_frames * the part's MACs * P(any frame of the chunk on) = 1 - prod(1 - p_t), and the
+dense denominator pays it for every chunk, so the fraction stays 1 for a dense model. Gates that
+agree within a chunk then cost less than the same number scattered over more chunks.
 """
 from __future__ import annotations
 
@@ -70,6 +78,7 @@ class GatedTransformerConfig:
     arbitrator_hidden: int = 64
     gate_init_bias: float = 3.0     # arbitrator logits start here: gates on, a warm start stays dense
     compute_lambda: float = 0.0     # weight of the expected compute fraction in the loss
+    wake_cost_frames: float = 0.0   # per chunk a woken part also costs this many frames of its MACs
     tau_start: float = 1.0
     tau_end: float = 0.1
     tau_anneal_steps: int = 4000
@@ -87,8 +96,9 @@ class GatedTransformerConfig:
         if self.arbitrator not in ARBITRATORS:
             raise ValueError(f"GatedTransformerConfig.arbitrator must be one of {ARBITRATORS}, "
                              f"got {self.arbitrator!r}")
-        if self.compute_lambda < 0 or not 0 < self.tau_end <= self.tau_start:
-            raise ValueError("GatedTransformerConfig: need compute_lambda >= 0 and 0 < tau_end <= tau_start")
+        if self.compute_lambda < 0 or self.wake_cost_frames < 0 or not 0 < self.tau_end <= self.tau_start:
+            raise ValueError("GatedTransformerConfig: need compute_lambda >= 0, wake_cost_frames >= 0 "
+                             "and 0 < tau_end <= tau_start")
 
     @property
     def window_frames(self) -> int:
@@ -286,6 +296,14 @@ class GatedTransformerEncoder(nn.Module):
             total = total + p_ff * macs["feed_forward"]
         return total / macs["dense_per_frame"]
 
+    def expected_wakes(self, valid: torch.Tensor) -> torch.Tensor:
+        """(N, chunks, 2L) probability that each part runs for any real frame of each streaming chunk."""
+        per_chunk = self.cfg.chunk_frames // SUBSAMPLING
+        off = 1 - self.last_probs * valid.unsqueeze(-1).to(self.last_probs.dtype)  # padding never runs
+        n, t, g = off.shape
+        off = F.pad(off, (0, 0, 0, -t % per_chunk), value=1.0)
+        return 1 - off.view(n, -1, per_chunk, g).prod(2)
+
 
 class GatedTransformer(nn.Module):
     def __init__(self, cfg: GatedTransformerConfig) -> None:
@@ -307,9 +325,24 @@ class GatedTransformer(nn.Module):
         """compute_lambda * the expected encoder MAC fraction over the last batch's real frames."""
         if self.cfg.arbitrator == "none":
             return torch.zeros(()), {}
+        cfg = self.cfg
         fraction = self.encoder.expected_compute_fraction()
         valid = torch.arange(fraction.shape[1]).unsqueeze(0) < enc_lengths.unsqueeze(1)
-        mean = (fraction * valid).sum() / valid.sum().clamp(min=1)
+        frames = valid.sum().clamp(min=1)
+        mean = (fraction * valid).sum() / frames
         hard_on = float((self.encoder.last_gates > 0.5).float().mean())
-        return self.cfg.compute_lambda * mean, {"compute": float(mean.detach()), "gates_on": hard_on,
-                                                "tau": self.encoder.tau}
+        parts = {"compute": float(mean.detach()), "gates_on": hard_on, "tau": self.encoder.tau}
+        if cfg.wake_cost_frames == 0:
+            return cfg.compute_lambda * mean, parts
+        macs = part_macs(cfg)
+        dense_part = torch.tensor([macs["attention_fixed"] + macs["attention_per_key"] * (cfg.left_context + 1),
+                                   macs["feed_forward"]] * cfg.num_layers, dtype=fraction.dtype)
+        wakes = self.encoder.expected_wakes(valid)
+        chunks = (enc_lengths + cfg.chunk_frames // SUBSAMPLING - 1) // (cfg.chunk_frames // SUBSAMPLING)
+        wake_macs = cfg.wake_cost_frames * (wakes * dense_part).sum()
+        dense_wake_macs = cfg.wake_cost_frames * dense_part.sum() * chunks.sum()
+        dense = macs["dense_per_frame"] * frames
+        cost = (mean * dense + wake_macs) / (dense + dense_wake_macs)
+        parts.update(cost=float(cost.detach()),
+                     chunk_parts_on=float((wakes > 0.5).float().sum() / (chunks.sum() * cfg.num_gates)))
+        return cfg.compute_lambda * cost, parts

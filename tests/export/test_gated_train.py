@@ -114,6 +114,73 @@ def test_expected_compute_fraction_is_one_when_dense_and_counts_attention_per_ke
     assert float(fraction[0].detach()) == pytest.approx(expected0, rel=1e-5)
 
 
+def _wake_model(wake: float, probs: torch.Tensor) -> GatedTransformer:
+    """A tiny gated model whose last call's gate probabilities are `probs` (N, T', 2L)."""
+    model = GatedTransformer(GatedTransformerConfig(**TINY, arbitrator="feature", compute_lambda=2.0,
+                                                    wake_cost_frames=wake)).eval()
+    model.encoder(torch.zeros(probs.shape[0], 4 * probs.shape[1] + 3, 80))
+    model.encoder.last_probs = probs
+    return model
+
+
+def test_wake_cost_is_the_brute_force_chunk_cost_and_one_when_dense():
+    torch.manual_seed(0)
+    cfg = GatedTransformerConfig(**TINY, arbitrator="feature", wake_cost_frames=1.5)
+    per_chunk, gates = cfg.chunk_frames // 4, cfg.num_gates
+    lengths = torch.tensor([9, 6])  # 3 and 2 chunks of 2 frames; the second utterance is padded
+    probs = torch.rand(2, 9, gates, dtype=torch.float64)
+    model = _wake_model(1.5, probs)
+    loss, parts = model.auxiliary_loss(lengths)
+    macs = part_macs(cfg)
+    part = [macs["attention_fixed"] + macs["attention_per_key"] * (cfg.left_context + 1), macs["feed_forward"]]
+    fraction = model.encoder.expected_compute_fraction()
+    used = dense = 0.0
+    for b, length in enumerate(lengths.tolist()):
+        for start in range(0, length, per_chunk):
+            frames = range(start, min(start + per_chunk, length))
+            for j in range(gates):
+                off = 1.0
+                for t in frames:
+                    off *= 1 - float(probs[b, t, j])
+                used += 1.5 * part[j % 2] * (1 - off)
+                dense += 1.5 * part[j % 2]
+            for t in frames:
+                used += float(fraction[b, t]) * macs["dense_per_frame"]
+                dense += macs["dense_per_frame"]
+    assert parts["cost"] == pytest.approx(used / dense, rel=1e-9)
+    assert float(loss) == pytest.approx(2.0 * used / dense, rel=1e-9)
+    ones = _wake_model(1.5, torch.ones(2, 9, gates, dtype=torch.float64))
+    full = torch.tensor([9, 9])
+    ones.encoder.last_probs = torch.ones(2, 9, gates, dtype=torch.float64)
+    steady = ones.auxiliary_loss(full)[1]
+    assert steady["cost"] < 1 and steady["chunk_parts_on"] == 1.0  # early frames see fewer keys
+
+
+def test_wake_cost_prefers_gates_that_agree_within_a_chunk():
+    """The same expected frames on cost less gathered into whole chunks than one per chunk."""
+    gates = TINY["num_layers"] * 2
+    lengths = torch.tensor([8])
+    gathered = torch.zeros(1, 8, gates, dtype=torch.float64)
+    gathered[:, :2] = 1.0      # chunk 0 fully on, chunks 1-3 off
+    scattered = torch.zeros(1, 8, gates, dtype=torch.float64)
+    scattered[:, ::4] = 1.0    # frame 0 of chunks 0 and 2
+    costs = {}
+    for name, probs in (("gathered", gathered), ("scattered", scattered)):
+        free = _wake_model(0.0, probs).auxiliary_loss(lengths)[1]["compute"]
+        costs[name] = (free, _wake_model(2.0, probs).auxiliary_loss(lengths)[1]["cost"])
+    assert costs["scattered"][0] <= costs["gathered"][0]  # as many MACs or fewer (fewer keys) ...
+    assert costs["gathered"][1] < costs["scattered"][1] - 0.05  # ... but two chunks woken, not one
+
+
+def test_wake_cost_off_leaves_the_papers_mac_fraction():
+    probs = torch.rand(1, 6, TINY["num_layers"] * 2)
+    model = _wake_model(0.0, probs)
+    loss, parts = model.auxiliary_loss(torch.tensor([6]))
+    assert float(loss) == pytest.approx(2.0 * parts["compute"]) and "cost" not in parts
+    with pytest.raises(ValueError, match="wake_cost_frames"):
+        GatedTransformerConfig(**TINY, wake_cost_frames=-1.0).validate()
+
+
 def test_recipes_share_the_dense_shape_so_every_warm_start_loads():
     recipes = Path(__file__).resolve().parents[2] / "export" / "recipes"
     dense = TrainConfig.load(recipes / "dense_transformer.toml")
