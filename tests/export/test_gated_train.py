@@ -32,7 +32,8 @@ def test_gated_training_warm_starts_from_dense_and_the_compute_term_lowers_the_g
     dense = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "dense", {}, max_steps=2)))
     dense.train()
     gated_cfg = _config(tmp_path, tiny_corpus, "gated",
-                        {"arbitrator": "feature", "compute_lambda": 20.0, "tau_anneal_steps": 10},
+                        {"arbitrator": "feature", "compute_lambda": 20.0, "tau_anneal_steps": 10,
+                         "wake_cost_frames": 1.3},
                         max_steps=25, init_from=str(tmp_path / "dense" / "weights_last.pt"), peak_lr=2e-2)
     gated = Trainer(TrainConfig.load(gated_cfg))
     dense_state = dense.model.state_dict()
@@ -44,8 +45,9 @@ def test_gated_training_warm_starts_from_dense_and_the_compute_term_lowers_the_g
     _, before = gated._loss(*batch)
     gated.train()
     _, after = gated._loss(*batch)
-    assert {"rnnt", "ctc", "compute", "gates_on", "tau"} <= after.keys()
+    assert {"rnnt", "ctc", "compute", "cost", "chunk_parts_on", "gates_on", "tau"} <= after.keys()
     assert after["compute"] < before["compute"] - 0.05
+    assert after["cost"] < before["cost"] - 0.05
     assert after["tau"] < before["tau"]
 
 
