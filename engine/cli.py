@@ -165,6 +165,8 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {}
     if args.finetune_on is not None:
         overrides = {"finetune_on": str(args.finetune_on), "ewc_lambda": args.ewc_lambda or 0.0}
+    if args.threads is not None:
+        overrides["threads"] = args.threads
     run(args.config, **overrides)
     return 0
 
@@ -403,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune the recipe's init_from on this manifest only, then export work_dir/bundle")
     p.add_argument("--ewc-lambda", type=float, default=None, metavar="L",
                    help="with --finetune-on: elastic weight consolidation strength (default 0: plain fine-tuning)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help="torch threads, instead of the recipe's (two runs side by side on 2 cores: 1 each)")
     p.set_defaults(run=_train)
 
     p = verbs.add_parser("train-speaker", help="train the speaker-embedding network; writes work_dir/bundle")

@@ -254,3 +254,18 @@ def test_evaluation_reports_whether_the_encoder_reads_its_input(tiny_corpus: Pat
     with torch.no_grad():
         trainer.model.encoder.feature_inv_std.zero_()  # every frame normalizes to the same vector
     assert alive > 0.01 and trainer.evaluate()["input_dependence"] < 1e-6
+
+
+def test_train_cli_threads_override_the_recipe(monkeypatch, tmp_path) -> None:
+    """Two runs side by side on 2 cores take 1 thread each without editing their recipes."""
+    import framegate.export.train as train_module
+    from framegate.engine.cli import main
+
+    calls = []
+    monkeypatch.setattr(train_module, "run", lambda config, **overrides: calls.append((config, overrides)))
+    recipe = tmp_path / "r.toml"
+    assert main(["train", "--config", str(recipe), "--threads", "1"]) == 0
+    assert main(["train", "--config", str(recipe)]) == 0
+    assert calls == [(recipe, {"threads": 1}), (recipe, {})]
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(recipe), "--threads", "0"])
