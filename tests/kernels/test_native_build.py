@@ -15,7 +15,7 @@ from pathlib import Path
 CPP_DIR = Path(__file__).resolve().parents[2] / "cpp"
 # Every C++ test executable; each must run (and pass) under the sanitizers.
 CTESTS = ("feature_window_test", "feature_window_threads_test", "global_cnn_state_test", "gated_encoder_test",
-          "raw_tensors_test")
+          "gemm_test", "raw_tensors_test")
 
 
 def find_tool(name: str) -> str:
