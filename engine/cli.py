@@ -307,11 +307,20 @@ def _bench_latency(args: argparse.Namespace) -> int:
                              real_time_utts=args.real_time_utts, rounds=args.rounds, limit=args.limit)
     report = run(args.model, args.json, manifest=args.manifest, wav_list=args.wav_list,
                  checkpoint=args.checkpoint, options=options)
-    print(f"RTF {report['rtf']:.4f} ({options.threads[0]} thread(s)), chunk p99 {report['chunk_ms']['p99']:.2f} ms, "
-          f"last word p95 {report['last_word_ms']['p95']} ms, peak RSS {report['peak_rss_mb']:.0f} MB, "
-          f"overhead vs raw ONNX Runtime x{report['engine_overhead']:.2f}, vs sherpa-onnx "
-          f"x{report['vs_sherpa_onnx']:.2f} -> {args.json}")
+    print(f"{_latency_summary(report, options.threads[0])} -> {args.json}")
     return 0
+
+
+def _latency_summary(report: dict, threads: int) -> str:
+    """One line of the latency report; a figure the bundle's type has no peer for reads n/a."""
+    def ratio(key: str) -> str:
+        return "n/a" if report[key] is None else f"x{report[key]:.2f}"
+
+    last_word = report["last_word_ms"]["p95"]
+    return (f"RTF {report['rtf']:.4f} ({threads} thread(s)), chunk p99 {report['chunk_ms']['p99']:.2f} ms, "
+            f"last word p95 {'n/a' if last_word is None else f'{last_word:.0f}'} ms, "
+            f"peak RSS {report['peak_rss_mb']:.0f} MB, overhead vs raw ONNX Runtime {ratio('engine_overhead')}, "
+            f"vs sherpa-onnx {ratio('vs_sherpa_onnx')}")
 
 
 def _bench_savings(args: argparse.Namespace) -> int:

@@ -119,3 +119,20 @@ def test_pytorch_peer_is_refused_for_a_model_it_cannot_stream(convrnnt_model_and
     _, bundle = convrnnt_model_and_bundle
     with pytest.raises(FramegateError, match="PyTorch peer streams LSTM transducers only"):
         run(bundle, tmp_path / "latency.json", manifest=one_input, checkpoint=tiny_checkpoint, options=FAST)
+
+
+def test_cli_summary_says_n_a_for_figures_a_bundle_type_has_no_peer_for(monkeypatch, tmp_path, capsys):
+    """A ConvRNN-T or gated bundle has no raw-ONNX-Runtime or sherpa-onnx peer: the line still prints."""
+    import framegate.benchmarks.latency as latency
+    from framegate.engine.cli import main
+
+    report = {"rtf": 0.02, "chunk_ms": {"p99": 2.5}, "last_word_ms": {"p95": 151.4}, "peak_rss_mb": 120.0,
+              "engine_overhead": None, "vs_sherpa_onnx": None}
+    monkeypatch.setattr(latency, "run", lambda *args, **kwargs: report)
+    manifest = tmp_path / "test.jsonl"
+    assert main(["bench", "latency", "--manifest", str(manifest), "--json", str(tmp_path / "l.json")]) == 0
+    line = capsys.readouterr().out
+    assert "last word p95 151 ms" in line and "raw ONNX Runtime n/a, vs sherpa-onnx n/a" in line
+    report.update(engine_overhead=0.82, vs_sherpa_onnx=0.86)
+    assert main(["bench", "latency", "--manifest", str(manifest), "--json", str(tmp_path / "l.json")]) == 0
+    assert "raw ONNX Runtime x0.82, vs sherpa-onnx x0.86" in capsys.readouterr().out
