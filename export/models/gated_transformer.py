@@ -322,7 +322,8 @@ class GatedTransformer(nn.Module):
         self.encoder.tau = c.tau_start * (c.tau_end / c.tau_start) ** progress
 
     def auxiliary_loss(self, enc_lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """compute_lambda * the expected encoder MAC fraction over the last batch's real frames."""
+        """compute_lambda * the expected encoder cost fraction over the last batch's real frames:
+        MACs, plus each chunk's part wake-ups when wake_cost_frames > 0 (module docstring)."""
         if self.cfg.arbitrator == "none":
             return torch.zeros(()), {}
         cfg = self.cfg
