@@ -99,13 +99,16 @@ def batch_s_range(s_range: int, logit_lengths: torch.Tensor, target_lengths: tor
 def pruned_rnnt_loss(enc: torch.Tensor, dec: torch.Tensor, joiner: nn.Module, simple: SimpleJoiner,
                      targets: torch.Tensor, logit_lengths: torch.Tensor, target_lengths: torch.Tensor,
                      s_range: int, blank: int = 0, fastemit_lambda: float = 0.0,
-                     delay_penalty: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                     delay_penalty: float = 0.0, token_penalty: tuple[int, torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch-mean (pruned, simple) transducer NLLs.
 
     enc (B, T, J) encoder output and dec (B, U+1, J) prediction-network output, both already
     in the joiner's space; joiner(enc (.., 1, J), dec (.., S, J)) -> logits (.., S, V) as in
     training's full loss; targets (B, U) padded past target_lengths. FastEmit and the delay
-    penalty apply to both lattices, as in rnnt_loss.
+    penalty apply to both lattices, as in rnnt_loss. token_penalty (token, (B, T, U+1)) is
+    subtracted from that token's logit at every node before the softmax (the two-speaker
+    model's late-<eot> penalty), in the pruned lattice only: the simple one just places windows.
     """
     if enc.dim() != 3 or dec.dim() != 3 or enc.shape[0] != dec.shape[0] or enc.shape[2] != dec.shape[2]:
         raise ValueError(f"enc {tuple(enc.shape)} and dec {tuple(dec.shape)} must be (B, T, J) and (B, U+1, J)")
@@ -125,6 +128,11 @@ def pruned_rnnt_loss(enc: torch.Tensor, dec: torch.Tensor, joiner: nn.Module, si
     positions = window_starts(occupancy, logit_lengths, target_lengths, width).unsqueeze(2) + torch.arange(width)
     rows = torch.arange(batch).view(batch, 1, 1)
     logits = joiner(enc.unsqueeze(2), dec[rows, positions])
+    if token_penalty is not None:
+        token, penalty = token_penalty
+        window_penalty = penalty.gather(2, positions).to(logits.dtype)
+        logits = torch.cat([logits[..., :token], logits[..., token:token + 1] - window_penalty.unsqueeze(3),
+                            logits[..., token + 1:]], dim=3)
     log_probs = logits.log_softmax(-1)
     window_ids = torch.cat([label_ids, torch.full((batch, 1), blank)], 1)[rows, positions]
     window_blank = log_probs[..., blank]

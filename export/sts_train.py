@@ -13,7 +13,8 @@ draws exactly what the interrupted one would have. Each conversation is cut at s
 into windows of about 10 s (export/conversations.py `cut_windows`) and one window is used.
 
 Loss per example, on each of the two channel rows:
-  transducer loss (export/loss.py, FastEmit lambda from the model config) on the channel's
+  transducer loss (export/loss.py, or the pruned one of export/pruned_loss.py when the recipe
+      sets prune_range; FastEmit lambda from the model config) on the channel's
       `<sot> words <eot>` targets, with the `<eot>` late penalty: at lattice nodes where the
       next target is a turn's `<eot>`, its logit is lowered by eot_late_penalty per encoder
       frame past the reference turn end (+ eot_tolerance_frames), so alignments that close
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,8 @@ from framegate.export.train import Trainer
 from framegate.export.turn_tokens import extend_bpe
 
 ENCODER_FRAME_S = 0.04
+# (enc, dec, targets, enc_len, target_len, token_penalty) -> (loss, logged parts)
+TransducerLoss = Callable[..., tuple[torch.Tensor, dict]]
 # seed streams apart from the training epochs (seeds are (seed, epoch, batch, k))
 DEV_STREAM = 10**9
 NORMALIZATION_STREAM = 10**9 + 1
@@ -181,10 +186,24 @@ def eot_penalty(targets: torch.Tensor, eot_frames: list[list[int]], frames: int,
     return penalty
 
 
+def full_transducer_loss(model: SeparatorTransducerSegmenter) -> TransducerLoss:
+    """The full-lattice transducer loss with the model's FastEmit (a Trainer brings its pruned one)."""
+    def loss(enc, dec, y, enc_len, tlen, token_penalty=None) -> tuple[torch.Tensor, dict]:
+        logits = model.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+        if token_penalty is not None:
+            logits[..., token_penalty[0]] -= token_penalty[1]
+        value = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
+                          fastemit_lambda=model.cfg.fastemit_lambda)
+        return value, dict(rnnt=float(value.detach()))
+    return loss
+
+
 def sts_loss(model: SeparatorTransducerSegmenter, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor,
-             tlen: torch.Tensor, activity: torch.Tensor, eot_frames: list[list[int]], ctc_weight: float
-             ) -> tuple[torch.Tensor, dict]:
-    """The STS training loss of one batch (see the module docstring); rows are (example, channel)."""
+             tlen: torch.Tensor, activity: torch.Tensor, eot_frames: list[list[int]], ctc_weight: float,
+             transducer_loss: TransducerLoss | None = None) -> tuple[torch.Tensor, dict]:
+    """The STS training loss of one batch (see the module docstring); rows are (example, channel).
+    transducer_loss(enc, dec, y, enc_len, tlen, token_penalty) -> (loss, parts): the full lattice
+    by default, the Trainer's (pruned when its recipe says so) in training."""
     cfg = model.cfg
     enc, act_logits, _ = model.encoder(x)
     n, channels, t, j = enc.shape
@@ -192,18 +211,17 @@ def sts_loss(model: SeparatorTransducerSegmenter, x: torch.Tensor, lengths: torc
     rows = enc.reshape(n * channels, t, j)
     row_len = enc_len.repeat_interleave(channels)
     dec = model.decoder(decoder_contexts(y, tlen, cfg.context_size, BLANK_ID))
-    logits = model.joiner(rows.unsqueeze(2), dec.unsqueeze(1))
+    penalty = None
     if cfg.eot_late_penalty > 0:
-        logits[..., cfg.eot_id] -= eot_penalty(y, eot_frames, t, cfg.eot_id, cfg.eot_late_penalty,
-                                              cfg.eot_tolerance_frames)
-    loss_rnnt = rnnt_loss(logits, y, row_len, tlen, blank=BLANK_ID, reduction="mean",
-                          fastemit_lambda=cfg.fastemit_lambda)
+        penalty = (cfg.eot_id, eot_penalty(y, eot_frames, t, cfg.eot_id, cfg.eot_late_penalty,
+                                           cfg.eot_tolerance_frames))
+    loss_rnnt, parts = (transducer_loss or full_transducer_loss(model))(rows, dec, y, row_len, tlen, penalty)
     loss_ctc = channel_ctc_loss(model, rows, row_len, y, tlen, BLANK_ID)
     mask = (torch.arange(t).unsqueeze(0) < enc_len.unsqueeze(1)).unsqueeze(1).expand(n, channels, t).float()
     frames_act = activity[:, :, :t]
     loss_act = (F.binary_cross_entropy_with_logits(act_logits, frames_act, reduction="none") * mask).sum() / mask.sum()
     loss = loss_rnnt + ctc_weight * loss_ctc + cfg.activity_weight * loss_act
-    return loss, dict(rnnt=float(loss_rnnt.detach()), ctc=float(loss_ctc.detach()), activity=float(loss_act.detach()))
+    return loss, dict(**parts, ctc=float(loss_ctc.detach()), activity=float(loss_act.detach()))
 
 
 def collate(examples: list[Example]) -> tuple:
@@ -304,7 +322,8 @@ class StsTrainer(Trainer):
         return (x, lengths, *rest)
 
     def _loss(self, x, lengths, y, tlen, activity, eot_frames) -> tuple[torch.Tensor, dict]:
-        return sts_loss(self.model, x, lengths, y, tlen, activity, eot_frames, self.cfg.ctc_weight)
+        return sts_loss(self.model, x, lengths, y, tlen, activity, eot_frames, self.cfg.ctc_weight,
+                        partial(self._transducer_loss, fastemit_lambda=self.model.cfg.fastemit_lambda))
 
     @torch.no_grad()
     def evaluate(self) -> dict:

@@ -394,18 +394,24 @@ class Trainer:
             parts.update(aux_parts)
         return loss, parts
 
-    def _transducer_loss(self, enc, dec, y, enc_len, tlen) -> tuple[torch.Tensor, dict]:
+    def _transducer_loss(self, enc, dec, y, enc_len, tlen, token_penalty: tuple[int, torch.Tensor] | None = None,
+                         fastemit_lambda: float | None = None) -> tuple[torch.Tensor, dict]:
         """The full-lattice loss, or the pruned one with its simple joiner's loss (weights per the
-        warm-up of export/pruned_loss.py's recipe: the windows are poor until the simple joiner learns)."""
+        warm-up of export/pruned_loss.py's recipe: the windows are poor until the simple joiner learns).
+        token_penalty (token, (B, T, U+1)) lowers that token's logit per lattice node (STS's late <eot>);
+        fastemit_lambda replaces the recipe's (STS keeps it in its model config)."""
         cfg, m = self.cfg, self.model
+        fastemit = cfg.fastemit_lambda if fastemit_lambda is None else fastemit_lambda
         if self.simple_joiner is None:
             logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+            if token_penalty is not None:
+                logits[..., token_penalty[0]] -= token_penalty[1].to(logits.dtype)
             loss = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
-                             fastemit_lambda=cfg.fastemit_lambda, delay_penalty=cfg.delay_penalty)
+                             fastemit_lambda=fastemit, delay_penalty=cfg.delay_penalty)
             return loss, dict(rnnt=float(loss.detach()))
         pruned, simple = pruned_rnnt_loss(enc, dec, m.joiner, self.simple_joiner, y, enc_len, tlen, cfg.prune_range,
-                                          blank=BLANK_ID, fastemit_lambda=cfg.fastemit_lambda,
-                                          delay_penalty=cfg.delay_penalty)
+                                          blank=BLANK_ID, fastemit_lambda=fastemit,
+                                          delay_penalty=cfg.delay_penalty, token_penalty=token_penalty)
         warm = min(1.0, self.step / cfg.prune_warmup_steps) if cfg.prune_warmup_steps else 1.0
         simple_scale = 1.0 - warm * (1.0 - cfg.simple_loss_scale)
         loss = (0.1 + 0.9 * warm) * pruned + simple_scale * simple
@@ -495,8 +501,10 @@ class Trainer:
                     result = self.evaluate()
                     log.write(json.dumps(result) + "\n")
                     log.flush()
-                    tqdm.write(f"step {self.step}: dev WER {result['dev_wer']:.3f}, input dependence "
-                               f"{result.get('input_dependence', float('nan')):.3g} | {result['example_hyp']}")
+                    dependence = result.get("input_dependence")  # not measured for every model type
+                    tqdm.write(f"step {self.step}: dev WER {result['dev_wer']:.3f}"
+                               + ("" if dependence is None else f", input dependence {dependence:.3g}")
+                               + f" | {result['example_hyp']}")
                 if self.step % cfg.milestone_every_steps == 0 and self.is_main:
                     self.save_weights(self.work / f"weights_step{self.step}.pt")
                 now = time.monotonic()

@@ -152,6 +152,23 @@ def test_windows_covering_every_label_give_the_full_loss_and_its_gradients():
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
 
 
+def test_a_token_penalty_is_the_full_losss_logit_penalty_where_windows_cover_every_label():
+    joiner, simple = _models(vocab=5)
+    enc, dec, targets, logit_lengths, target_lengths = _inputs(3, 4, 3, 5, seed=4)
+    penalty = torch.rand(3, 4, 4, dtype=torch.float64) * 2
+    pruned, _ = pruned_rnnt_loss(enc, dec, joiner, simple, targets, logit_lengths, target_lengths, s_range=4,
+                                 token_penalty=(3, penalty))
+    pruned_grads = torch.autograd.grad(pruned, [enc, dec])
+    logits = joiner(enc.unsqueeze(2), dec.unsqueeze(1)).clone()
+    logits[..., 3] -= penalty
+    full = rnnt_loss(logits, targets, logit_lengths, target_lengths)
+    torch.testing.assert_close(pruned, full, rtol=0, atol=1e-9)
+    for got, expected in zip(pruned_grads, torch.autograd.grad(full, [enc, dec])):
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-9)
+    unpenalized, _ = pruned_rnnt_loss(enc, dec, joiner, simple, targets, logit_lengths, target_lengths, s_range=4)
+    assert abs(float(unpenalized - pruned)) > 1e-3
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_narrow_windows_give_the_sum_over_the_windowed_alignments(seed):
     joiner, simple = _models(vocab=6, seed=seed)
