@@ -41,11 +41,10 @@ from framegate.export.conversations import (AudioSource, ConversationConfig, Con
                                             cut_windows, speech_bounds)
 from framegate.export.feature_cache import read_manifest
 from framegate.export.greedy import greedy_search
-from framegate.export.loss import rnnt_loss
 from framegate.export.models.lstm_transducer import decoder_contexts, subsampled_length
 from framegate.export.models.sts import CHANNELS, SeparatorTransducerSegmenter, channel_ctc_loss, warm_start_state, wrap_turns
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
-from framegate.export.train import Trainer
+from framegate.export.train import Trainer, full_lattice_loss
 from framegate.export.turn_tokens import extend_bpe
 
 ENCODER_FRAME_S = 0.04
@@ -189,11 +188,7 @@ def eot_penalty(targets: torch.Tensor, eot_frames: list[list[int]], frames: int,
 def full_transducer_loss(model: SeparatorTransducerSegmenter) -> TransducerLoss:
     """The full-lattice transducer loss with the model's FastEmit (a Trainer brings its pruned one)."""
     def loss(enc, dec, y, enc_len, tlen, token_penalty=None) -> tuple[torch.Tensor, dict]:
-        logits = model.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
-        if token_penalty is not None:
-            logits[..., token_penalty[0]] -= token_penalty[1]
-        value = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
-                          fastemit_lambda=model.cfg.fastemit_lambda)
+        value = full_lattice_loss(model.joiner, enc, dec, y, enc_len, tlen, token_penalty, model.cfg.fastemit_lambda)
         return value, dict(rnnt=float(value.detach()))
     return loss
 

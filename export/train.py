@@ -32,6 +32,7 @@ from framegate.export.loss import rnnt_loss
 from framegate.export.models import model_classes
 from framegate.export.models.lstm_transducer import (LstmTransducerConfig, decoder_contexts,
                                                      subsampled_length)
+from framegate.export.nonspeech_padding import NonSpeechPadding
 from framegate.export.pruned_loss import SimpleJoiner, pruned_rnnt_loss
 from framegate.export.stop_request import StopRequest
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
@@ -61,6 +62,9 @@ class TrainConfig:
     prune_warmup_steps: int = 2000        # pruned: simple loss 1 -> simple_loss_scale, pruned 0.1 -> 1 meanwhile
     ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
+    nonspeech_pad_s: float = 0.0          # > 0: up to this many seconds of the corpus's silence/noise
+                                          # before and after utterances (export/nonspeech_padding.py)
+    nonspeech_pad_probability: float = 0.5  # share of utterances padded
     max_steps: int = 1_000_000
     max_hours: float = 1e9                # stop (with a checkpoint) after this much wall time
     checkpoint_minutes: float = 5.0
@@ -84,7 +88,7 @@ class TrainConfig:
         for name in ("max_batch_frames", "warmup_steps", "max_steps", "eval_every_steps", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1")
-        for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale", "lr_step_offset"):
+        for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale", "lr_step_offset", "nonspeech_pad_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0")
         if self.init_parts not in ("all", "encoder", "prediction"):
@@ -131,6 +135,18 @@ def _char_targets(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     for row, i in enumerate(ids):
         out[row, :len(i)] = torch.tensor(i, dtype=torch.long)
     return out, lengths
+
+
+def full_lattice_loss(joiner: nn.Module, enc: torch.Tensor, dec: torch.Tensor, y: torch.Tensor, enc_len: torch.Tensor,
+                      tlen: torch.Tensor, token_penalty: tuple[int, torch.Tensor] | None = None,
+                      fastemit_lambda: float = 0.0, delay_penalty: float = 0.0) -> torch.Tensor:
+    """Mean transducer loss over the joiner's whole (T, U+1) lattice; token_penalty (token, (B, T, U+1))
+    lowers that token's logit per lattice node (STS's late <eot>)."""
+    logits = joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+    if token_penalty is not None:
+        logits[..., token_penalty[0]] -= token_penalty[1].to(logits.dtype)
+    return rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
+                     fastemit_lambda=fastemit_lambda, delay_penalty=delay_penalty)
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -243,6 +259,8 @@ class Trainer:
         self.train_set = FeatureCache(self.work / "features" / "train")
         self.dev_set = FeatureCache(self.work / "features" / "dev")
         self.train_tokens = [self.sp.encode(u.text) for u in self.train_set.utterances]
+        self.padding = (NonSpeechPadding(self.train_set, self.cfg.nonspeech_pad_s, self.cfg.nonspeech_pad_probability)
+                        if self.cfg.nonspeech_pad_s > 0 else None)
 
     def _init_normalization(self) -> None:
         feats = self.train_set.feats
@@ -355,7 +373,10 @@ class Trainer:
         return batches[self.rank:usable:self.world]
 
     def _collate(self, idx: list[int], augment: bool, rng: np.random.Generator):
-        feats = [torch.from_numpy(self.train_set.features(i)) for i in idx]
+        feats = [self.train_set.features(i) for i in idx]
+        if self.padding is not None:
+            feats = [self.padding(f, rng) for f in feats]
+        feats = [torch.from_numpy(f) for f in feats]
         lengths = torch.tensor([len(f) for f in feats])
         x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
         if augment:
@@ -403,11 +424,7 @@ class Trainer:
         cfg, m = self.cfg, self.model
         fastemit = cfg.fastemit_lambda if fastemit_lambda is None else fastemit_lambda
         if self.simple_joiner is None:
-            logits = m.joiner(enc.unsqueeze(2), dec.unsqueeze(1))
-            if token_penalty is not None:
-                logits[..., token_penalty[0]] -= token_penalty[1].to(logits.dtype)
-            loss = rnnt_loss(logits, y, enc_len, tlen, blank=BLANK_ID, reduction="mean",
-                             fastemit_lambda=fastemit, delay_penalty=cfg.delay_penalty)
+            loss = full_lattice_loss(m.joiner, enc, dec, y, enc_len, tlen, token_penalty, fastemit, cfg.delay_penalty)
             return loss, dict(rnnt=float(loss.detach()))
         pruned, simple = pruned_rnnt_loss(enc, dec, m.joiner, self.simple_joiner, y, enc_len, tlen, cfg.prune_range,
                                           blank=BLANK_ID, fastemit_lambda=fastemit,
@@ -426,12 +443,19 @@ class Trainer:
         order = sorted(range(len(self.dev_set.utterances)), key=lambda i: self.dev_set.utterances[i].frames)
         chosen = order[:: max(1, len(order) // max(n, 1))][:n]
         dependence = float("nan")
+        gates_on = {"speech": [0.0, 0], "empty": [0.0, 0]}  # gated models: parts on, [sum, count]
         for start in range(0, len(chosen), 32):
             idx = chosen[start:start + 32]
             feats = [torch.from_numpy(self.dev_set.features(i)) for i in idx]
             lengths = torch.tensor([len(f) for f in feats])
             x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
             enc, _ = self.model.encoder(x)
+            gates = getattr(self.model.encoder, "last_gates", None)
+            if gates is not None:
+                for row, (i, frames) in enumerate(zip(idx, subsampled_length(lengths).tolist())):
+                    tally = gates_on["speech" if self.dev_set.utterances[i].text else "empty"]
+                    tally[0] += float(gates[row, :frames].sum())
+                    tally[1] += gates[row, :frames].numel()
             if start == 0:
                 dependence = self._input_dependence(x, enc)
             for i, toks in zip(idx, greedy_search(self.model, enc, subsampled_length(lengths))):
@@ -441,8 +465,9 @@ class Trainer:
         pairs = [(r, h) for r, h in zip(refs, hyps) if r]
         wer = jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]) if pairs else float("nan")
         spurious = sum(1 for r, h in zip(refs, hyps) if not r and h.strip())
+        gate_fractions = {f"gates_on_{k}": on / count for k, (on, count) in gates_on.items() if count}
         return dict(step=self.step, dev_wer=wer, empty_refs_with_output=spurious, n=len(refs),
-                    input_dependence=dependence,
+                    input_dependence=dependence, **gate_fractions,
                     example_ref=pairs[0][0] if pairs else "", example_hyp=pairs[0][1] if pairs else "")
 
     def _input_dependence(self, x: torch.Tensor, enc: torch.Tensor) -> float:

@@ -51,6 +51,20 @@ def test_gated_training_warm_starts_from_dense_and_the_compute_term_lowers_the_g
     assert after["tau"] < before["tau"]
 
 
+def test_trainer_pads_batches_and_reports_gates_on_speech_and_on_silence(tiny_corpus: Path, tmp_path: Path) -> None:
+    plain = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "plain", {"arbitrator": "feature"}, max_steps=1)))
+    padded = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "padded", {"arbitrator": "feature"}, max_steps=1,
+                                              nonspeech_pad_s=0.5, nonspeech_pad_probability=1.0)))
+    idx = [i for i, u in enumerate(plain.train_set.utterances) if u.text][:3]
+    x_plain, len_plain, y_plain, _ = plain._collate(idx, False, np.random.default_rng(0))
+    x_padded, len_padded, y_padded, _ = padded._collate(idx, False, np.random.default_rng(0))
+    assert (len_padded > len_plain).all() and np.array_equal(y_padded, y_plain)  # same words, more frames
+    result = padded.evaluate()
+    assert 0.0 <= result["gates_on_speech"] <= 1.0 and 0.0 <= result["gates_on_empty"] <= 1.0
+    with pytest.raises(ValueError, match="nonspeech_pad_s"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", nonspeech_pad_s=-1.0).validate()
+
+
 def test_warm_start_refuses_a_checkpoint_of_another_shape(tiny_corpus, tmp_path):
     Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "small", {}, max_steps=1))).train()
     cfg = _config(tmp_path, tiny_corpus, "wide", {"ff_dim": 48, "arbitrator": "block"}, max_steps=1,
