@@ -29,6 +29,10 @@ class NonSpeechPadding:
             raise ValueError("non-speech padding: the training split has no silence or noise segments")
         self.max_frames = round(max_seconds * FRAMES_PER_SECOND)
         self.probability = probability
+        # Frames an utterance gains on average: batches budget for them, so a padded step costs
+        # what an unpadded one does (it holds less speech instead).
+        crop = np.arange(1, self.max_frames + 1)
+        self.expected_frames = probability * 2 * float(np.mean([np.minimum(crop, len(s)).mean() for s in self.bank]))
 
     def _crop(self, rng: np.random.Generator) -> np.ndarray:
         segment = self.bank[int(rng.integers(len(self.bank)))]

@@ -364,7 +364,8 @@ class Trainer:
 
     # -- batches -----------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        frames = [u.frames for u in self.train_set.utterances]
+        pad = 0 if self.padding is None else round(self.padding.expected_frames)
+        frames = [u.frames + pad for u in self.train_set.utterances]
         rng = None if epoch == 0 else np.random.default_rng(self.cfg.seed * 1000 + epoch)
         batches = length_buckets(frames, self.cfg.max_batch_frames, rng)
         usable = len(batches) - len(batches) % self.world

@@ -52,13 +52,16 @@ def test_gated_training_warm_starts_from_dense_and_the_compute_term_lowers_the_g
 
 
 def test_trainer_pads_batches_and_reports_gates_on_speech_and_on_silence(tiny_corpus: Path, tmp_path: Path) -> None:
-    plain = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "plain", {"arbitrator": "feature"}, max_steps=1)))
+    plain = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "plain", {"arbitrator": "feature"}, max_steps=1,
+                                             max_batch_frames=800)))
     padded = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "padded", {"arbitrator": "feature"}, max_steps=1,
-                                              nonspeech_pad_s=0.5, nonspeech_pad_probability=1.0)))
+                                              max_batch_frames=800, nonspeech_pad_s=0.5,
+                                              nonspeech_pad_probability=1.0)))
     idx = [i for i, u in enumerate(plain.train_set.utterances) if u.text][:3]
     x_plain, len_plain, y_plain, _ = plain._collate(idx, False, np.random.default_rng(0))
     x_padded, len_padded, y_padded, _ = padded._collate(idx, False, np.random.default_rng(0))
     assert (len_padded > len_plain).all() and np.array_equal(y_padded, y_plain)  # same words, more frames
+    assert len(padded._epoch_batches(0)) > len(plain._epoch_batches(0))  # batches budget for the padding
     result = padded.evaluate()
     assert 0.0 <= result["gates_on_speech"] <= 1.0 and 0.0 <= result["gates_on_empty"] <= 1.0
     with pytest.raises(ValueError, match="nonspeech_pad_s"):

@@ -49,6 +49,8 @@ def test_padding_probability_is_the_share_of_padded_utterances(tiny_corpus: Path
     rng = np.random.default_rng(1)
     padded = sum(len(padding(utterance, rng)) > len(utterance) for _ in range(2000))
     assert 0.21 < padded / 2000 < 0.29
+    gained = np.mean([len(padding(utterance, rng)) - len(utterance) for _ in range(4000)])
+    assert gained == pytest.approx(padding.expected_frames, rel=0.1)  # what batches budget for
     for bad in (dict(max_seconds=0.0, probability=0.5), dict(max_seconds=1.0, probability=0.0)):
         with pytest.raises(ValueError, match="non-speech padding"):
             NonSpeechPadding(cache, **bad)
