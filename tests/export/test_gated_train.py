@@ -204,7 +204,7 @@ def test_recipes_share_the_dense_shape_so_every_warm_start_loads():
     recipes = Path(__file__).resolve().parents[2] / "export" / "recipes"
     dense = TrainConfig.load(recipes / "dense_transformer.toml")
     dense_shapes = {k: v.shape for k, v in GatedTransformer(dense.model).state_dict().items()}
-    for name in ("gated_feature", "gated_feature_lambda20", "gated_block", "sliding_window"):
+    for name in ("gated_feature", "gated_feature_lambda64", "gated_block", "sliding_window"):
         cfg = TrainConfig.load(recipes / f"{name}.toml")
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{dense.max_steps - cfg.max_steps}.pt"
         shapes = {k: v.shape for k, v in GatedTransformer(cfg.model).state_dict().items()}

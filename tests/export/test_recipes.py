@@ -39,7 +39,7 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
     """Same total steps, same learning rate at every step: only the gates differ from the reference."""
     recipes = {p.stem: p for p in RECIPES}
     dense = TrainConfig.load(recipes["dense_transformer"])
-    for name in ("gated_feature", "gated_feature_lambda20", "gated_block", "sliding_window"):
+    for name in ("gated_feature", "gated_feature_lambda64", "gated_block", "sliding_window"):
         cfg = TrainConfig.load(recipes[name])
         branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{branch_step}.pt", name
