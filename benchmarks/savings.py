@@ -146,6 +146,11 @@ def _load(bundle_dir: Path) -> Recognizer:
     return recognizer
 
 
+def _label(bundle_dir: Path) -> str:
+    """A bundle's name in the report: its folder, or the run's folder for runs/NAME/bundle."""
+    return bundle_dir.parent.name if bundle_dir.name == "bundle" and bundle_dir.parent.name else bundle_dir.name
+
+
 def run(model: Path, manifest: Path, out: Path, compare: list[Path] = (), dense: Path | None = None,
         thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS, limit: int | None = None, silence_s: float = 60.0,
         noise_s: float = 60.0, rounds: int = 2, seed: int = 0) -> dict:
@@ -153,13 +158,16 @@ def run(model: Path, manifest: Path, out: Path, compare: list[Path] = (), dense:
     dense_dir = _pick_dense(compare, dense)
     set_gemm_threads(1)
     gated = _load(model)
-    points = [Point(f"{model.name}@{t:g}", model, gated, float(t)) for t in thresholds]
+    points = [Point(f"{_label(model)}@{t:g}", model, gated, float(t)) for t in thresholds]
     for path in compare:
         if path.resolve() == dense_dir.resolve():
             continue
         recognizer = _load(path)
-        points.append(Point(path.name, path, recognizer, recognizer.bundle.manifest["gating"]["default_threshold"]))
-    reference = Point(f"{dense_dir.name} (dense)", dense_dir, _load(dense_dir), 0.0)
+        points.append(Point(_label(path), path, recognizer, recognizer.bundle.manifest["gating"]["default_threshold"]))
+    reference = Point(f"{_label(dense_dir)} (dense)", dense_dir, _load(dense_dir), 0.0)
+    names = [p.name for p in [*points, reference]]
+    if len(set(names)) != len(names):  # each point's transcripts are kept under its name
+        raise FramegateError(f"bench savings: two bundles share a name in {names}; give them distinct folders")
     geometry = {(p.recognizer.bundle.encoder.window_frames, p.recognizer.bundle.encoder.chunk_frames)
                 for p in [*points, reference]}
     if len(geometry) != 1:

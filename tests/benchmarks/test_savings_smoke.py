@@ -41,3 +41,19 @@ def test_bench_savings_writes_every_key_and_more_threshold_means_less_compute(ti
         assert lo <= p["wer"] <= hi and p["time_ratio_vs_dense"] > 0 and p["time_ratio_vs_ort_dense"] > 0
         assert p["insertions_per_hour"] >= 0 and p["wer_dense"] == report["dense_reference"]["wer"]
     assert "bundle_block" in points and points["bundle_block"]["threshold"] == 0.5
+
+
+def test_points_are_named_for_their_runs_and_a_shared_name_is_refused(tiny_gated, tmp_path, capsys):
+    import shutil
+
+    from framegate.benchmarks.savings import _label
+
+    assert _label(tmp_path / "runs" / "gated_feature" / "bundle") == "gated_feature"
+    assert _label(tmp_path / "bundle_block") == "bundle_block"
+    twins = [shutil.copytree(tiny_gated["block"][1], tmp_path / run / "bundle_block") for run in ("x", "y")]
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text(json.dumps({"audio": "unused.wav", "text": "a"}) + "\n")
+    code = main(["bench", "savings", "--model", str(tiny_gated["feature"][1]), "--compare", *map(str, twins),
+                 "--dense", str(tiny_gated["none"][1]), "--manifest", str(manifest), "--json",
+                 str(tmp_path / "s.json")])
+    assert code == 2 and "share a name" in capsys.readouterr().err
