@@ -382,7 +382,9 @@ def test_dial_keys_change_the_live_streams_threshold_from_its_next_chunk(monkeyp
     changed_at = thresholds.index(0.55)
     assert thresholds[:changed_at] == [0.5] * changed_at and thresholds[-1] == 0.6
     assert thresholds == sorted(thresholds) and set(thresholds) == {0.5, 0.55, 0.6}
-    assert 10 < changed_at < len(thresholds) - 10  # pressed about 1 s into 3.4 s of audio
+    # Pressed 1 s (wall time) into 3.4 s of audio: mid-stream, at a chunk that depends on how far the
+    # engine lags real time on a loaded machine (CI beside a training run applied it at chunk 10).
+    assert 0 < changed_at < len(thresholds) - 1
     screen = view.text.getvalue()
     assert screen.startswith(HINT + "\n")
     shown = re.findall(r"\[enc +\d+% parts +(\d+)% thr (\d\.\d\d) \| lag", screen)
