@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from framegate.export.compute_cost import FBANK_FRAMES_PER_SECOND
 from framegate.export.feature_cache import FeatureCache
-
-FRAMES_PER_SECOND = 100
 
 
 class NonSpeechPadding:
@@ -27,7 +26,7 @@ class NonSpeechPadding:
         self.bank = [cache.features(i) for i, u in enumerate(cache.utterances) if not u.text]
         if not self.bank:
             raise ValueError("non-speech padding: the training split has no silence or noise segments")
-        self.max_frames = round(max_seconds * FRAMES_PER_SECOND)
+        self.max_frames = round(max_seconds * FBANK_FRAMES_PER_SECOND)
         self.probability = probability
         # Frames an utterance gains on average: batches budget for them, so a padded step costs
         # what an unpadded one does (it holds less speech instead).

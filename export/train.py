@@ -451,15 +451,16 @@ class Trainer:
             lengths = torch.tensor([len(f) for f in feats])
             x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
             enc, _ = self.model.encoder(x)
+            enc_len = subsampled_length(lengths)
             gates = getattr(self.model.encoder, "last_gates", None)
             if gates is not None:
-                for row, (i, frames) in enumerate(zip(idx, subsampled_length(lengths).tolist())):
+                for row, (i, frames) in enumerate(zip(idx, enc_len.tolist())):
                     tally = gates_on["speech" if self.dev_set.utterances[i].text else "empty"]
                     tally[0] += float(gates[row, :frames].sum())
                     tally[1] += gates[row, :frames].numel()
             if start == 0:
                 dependence = self._input_dependence(x, enc)
-            for i, toks in zip(idx, greedy_search(self.model, enc, subsampled_length(lengths))):
+            for i, toks in zip(idx, greedy_search(self.model, enc, enc_len)):
                 refs.append(self.dev_set.utterances[i].text)
                 hyps.append(self.sp.decode(toks))
         self.model.train()

@@ -54,4 +54,3 @@ def test_padding_probability_is_the_share_of_padded_utterances(tiny_corpus: Path
     for bad in (dict(max_seconds=0.0, probability=0.5), dict(max_seconds=1.0, probability=0.0)):
         with pytest.raises(ValueError, match="non-speech padding"):
             NonSpeechPadding(cache, **bad)
-
