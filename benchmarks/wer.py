@@ -36,10 +36,11 @@ def transcribe_blocks(recognizer: Recognizer, samples: np.ndarray, sample_rate: 
     return stream.result.text, time.perf_counter() - started
 
 
-def run(model: Path | None, manifest: Path, out: Path, threads: int = 1, limit: int | None = None) -> dict:
+def run(model: Path | None, manifest: Path, out: Path, threads: int = 1, limit: int | None = None,
+        beam: int | None = None, lm_weight: float | None = None) -> dict:
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
-    recognizer = Recognizer(model, num_threads=threads)
+    recognizer = Recognizer(model, num_threads=threads, beam=beam, lm_weight=lm_weight)
     per_utt, compute_s, audio_s = [], 0.0, 0.0
     for row in tqdm(rows, desc="transcribing", unit="utt"):
         samples, rate = read_audio(manifest.parent / row["audio"])
@@ -66,7 +67,7 @@ def run(model: Path | None, manifest: Path, out: Path, threads: int = 1, limit: 
     report = {"schema": SCHEMA, "speech": "synthetic", "model": str(recognizer.bundle.path),
               "manifest": str(manifest), "utterances": len(per_utt), "words": int(words.sum()),
               "wer": wer, "ci95": [lo, hi], "per_family": families, "rtf": compute_s / max(audio_s, 1e-9),
-              "onnx_threads": threads, "audio_s": audio_s, "compute_s": compute_s,
+              "onnx_threads": threads, "search": recognizer.search_settings, "audio_s": audio_s, "compute_s": compute_s,
               "per_utterance": str(per_utt_path), "machine": machine_info()}
     write_report(out, report, _figure(families, wer))
     return report

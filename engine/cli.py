@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +34,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -44,7 +52,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from framegate.engine.audio import read_audio_blocks
     from framegate.engine.recognizer import Recognizer
 
-    recognizer = Recognizer(args.model, num_threads=args.threads)
+    recognizer = Recognizer(args.model, num_threads=args.threads, beam=args.beam, lm_weight=args.lm_weight)
     for path in args.files:
         started = time.perf_counter()
         sample_rate, blocks = read_audio_blocks(path, BLOCK_SECONDS)
@@ -261,6 +269,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm_build(args: argparse.Namespace) -> int:
+    from framegate.export.token_lm import add_to_bundle
+
+    for path, what in ((args.bpe, "--bpe"), (args.manifest, "--manifest")):
+        if not path.is_file():
+            raise FramegateError(f"{what} '{path}': no such file")
+    search = {"beam": args.beam, "lm_weight": args.lm_weight, "token_bonus": args.token_bonus}
+    try:
+        print(add_to_bundle(args.bundle, args.bpe, args.manifest, args.order, search, args.arpa))
+    except ValueError as e:
+        raise FramegateError(str(e)) from None
+    return 0
+
+
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--beam", type=_positive_int, default=None,
+                   help="modified beam search with this many hypotheses (default: the bundle's search; "
+                        "1 without a language model is greedy)")
+    p.add_argument("--lm-weight", type=_non_negative_float, default=None, metavar="W",
+                   help="shallow-fusion weight of the bundle's language model (0: none; default: the bundle's)")
+
+
 def _model_card(args: argparse.Namespace) -> int:
     from framegate.export.model_card import write_model_card
 
@@ -271,8 +301,9 @@ def _model_card(args: argparse.Namespace) -> int:
 def _bench_wer(args: argparse.Namespace) -> int:
     from framegate.benchmarks.wer import run
 
-    report = run(args.model, args.manifest, args.json, threads=args.threads, limit=args.limit)
-    print(f"WER {100 * report['wer']:.2f} % (synthetic, {report['words']} words, 95 % CI "
+    report = run(args.model, args.manifest, args.json, threads=args.threads, limit=args.limit, beam=args.beam,
+                 lm_weight=args.lm_weight)
+    print(f"WER {100 * report['wer']:.2f} % ({report['search']['method']}, synthetic, {report['words']} words, 95 % CI "
           f"{100 * report['ci95'][0]:.2f}-{100 * report['ci95'][1]:.2f}), RTF {report['rtf']:.4f} -> {args.json}")
     return 0
 
@@ -361,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundle directory (default: the bundle shipped with the engine)")
     p.add_argument("--json", action="store_true", help="print one JSON object per file (JSON Lines)")
     p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
+    _search_arguments(p)
     p.set_defaults(run=_transcribe)
 
     p = verbs.add_parser("mic", help="live transcription from a microphone (or a file at real-time pace)")
@@ -473,6 +505,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "algorithmic latency, more encoder calls per second (LSTM transducer, ConvRNN-T)")
     p.set_defaults(run=_export)
 
+    p = verbs.add_parser("lm", help="language models for a bundle's beam search")
+    lm_verbs = p.add_subparsers(dest="lm_verb", required=True, metavar="VERB")
+    p = lm_verbs.add_parser("build", help="estimate a token n-gram on training text and add it to a bundle")
+    p.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE")
+    p.add_argument("--bpe", type=Path, required=True, metavar="MODEL",
+                   help="the sentencepiece model the bundle was trained with (bpe.model beside its checkpoint)")
+    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL",
+                   help="training transcripts (never the test split's)")
+    p.add_argument("--order", type=_positive_int, default=5, help="n-gram order in pieces")
+    p.add_argument("--beam", type=_positive_int, default=8, help="the bundle's default beam")
+    p.add_argument("--lm-weight", type=_non_negative_float, default=0.4, metavar="W",
+                   help="the bundle's default shallow-fusion weight")
+    p.add_argument("--token-bonus", type=float, default=1.0, metavar="B",
+                   help="score added per emitted piece (offsets the LM's preference for fewer pieces)")
+    p.add_argument("--arpa", type=Path, default=None, metavar="PATH", help="also write the LM as ARPA text")
+    p.set_defaults(run=_lm_build)
+
     p = verbs.add_parser("model-card", help="write MODEL_CARD.md into a bundle from measured reports")
     p.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE")
     p.add_argument("--corpus", type=Path, required=True, metavar="DIR", help="the training corpus (summary.json)")
@@ -489,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
     p.add_argument("--threads", type=_positive_int, default=1)
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
+    _search_arguments(p)
     p.set_defaults(run=_bench_wer)
     p = bench_verbs.add_parser("real-speech", help="alsa-utils' recorded prompts, framegate beside PocketSphinx")
     p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")

@@ -42,27 +42,49 @@ class SearchState:
         return self.frames - (self.token_frames[-1] + 1 if self.token_frames else 0)
 
 
+def emitting_tokens(bundle: Bundle) -> list[bool]:
+    """By token id: whether emitting it adds a token (blank and `<unk>` emit nothing)."""
+    no_emit = {bundle.decoder.blank_id} | ({bundle.unk_id} if bundle.unk_id is not None else set())
+    return [token not in no_emit for token in range(bundle.decoder.vocab_size)]
+
+
+class CachedDecoder:
+    """The stateless decoder's output for a context (a tuple of the last `context_size`
+    tokens), the most recently used contexts cached; safe to share by threads."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self._session: ort.InferenceSession = bundle.decoder_session
+        self.context_size = bundle.decoder.context_size
+        self.initial_context = (-1,) * (self.context_size - 1) + (bundle.decoder.blank_id,)
+        self._cached = functools.lru_cache(maxsize=DECODER_CACHE_CONTEXTS)(self._run)
+
+    def __call__(self, context: tuple[int, ...]) -> np.ndarray:
+        """(1, joiner_dim), read-only: shared by every stream that reaches this context."""
+        return self._cached(context)
+
+    def _run(self, context: tuple[int, ...]) -> np.ndarray:
+        out = self._session.run(None, {"y": np.array([context], dtype=np.int64)})[0]
+        out.flags.writeable = False
+        return out
+
+
 class GreedySearch:
     """Search logic over a bundle's decoder and joiner sessions; its only state is the
     decoder-output cache, which is a pure function of the context (safe to share by threads)."""
 
     def __init__(self, bundle: Bundle) -> None:
-        self._decoder: ort.InferenceSession = bundle.decoder_session
         self._joiner: ort.InferenceSession = bundle.joiner_session
-        self._context_size = bundle.decoder.context_size
-        self._blank_id = bundle.decoder.blank_id
-        no_emit = {bundle.decoder.blank_id} | ({bundle.unk_id} if bundle.unk_id is not None else set())
-        self._emits = [token not in no_emit for token in range(bundle.decoder.vocab_size)]  # by token id
-        self._decoder_out = functools.lru_cache(maxsize=DECODER_CACHE_CONTEXTS)(self._run_decoder)
+        self._emits = emitting_tokens(bundle)
+        self._decoder = CachedDecoder(bundle)
+
+    @property
+    def settings(self) -> dict:
+        """What reports record about the search."""
+        return {"method": "greedy"}
 
     def initial_state(self) -> SearchState:
-        context = (-1,) * (self._context_size - 1) + (self._blank_id,)
-        return SearchState(context=np.array([context], dtype=np.int64), decoder_out=self._decoder_out(context))
-
-    def _run_decoder(self, context: tuple[int, ...]) -> np.ndarray:
-        out = self._decoder.run(None, {"y": np.array([context], dtype=np.int64)})[0]
-        out.flags.writeable = False  # cached and shared by every stream that reaches this context
-        return out
+        context = self._decoder.initial_context
+        return SearchState(context=np.array([context], dtype=np.int64), decoder_out=self._decoder(context))
 
     def search(self, encoder_out: np.ndarray, state: SearchState) -> None:
         """Extend `state` with the frames of `encoder_out` (T, joiner_dim)."""
@@ -81,6 +103,6 @@ class GreedySearch:
             state.token_frames.append(state.frames + start + offset)
             context = (*state.context[0, 1:].tolist(), token)
             state.context = np.array([context], dtype=np.int64)
-            state.decoder_out = self._decoder_out(context)
+            state.decoder_out = self._decoder(context)
             start += offset + 1
         state.frames += len(encoder_out)

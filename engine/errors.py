@@ -19,3 +19,8 @@ class AudioDeviceError(FramegateError):
 
 class ComputeSettingError(FramegateError, ValueError):
     """A compute threshold that cannot be used: not a number in [0, 1], or the bundle is not gated."""
+
+
+class SearchSettingError(FramegateError, ValueError):
+    """Search settings that cannot be used: a beam below 1, a negative LM weight, an LM weight
+    for a bundle without a language model, beam search for a two-speaker bundle."""

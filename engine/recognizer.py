@@ -1,8 +1,9 @@
 """The recognizer: one loaded bundle, any number of streams, the per-window decode loop.
 
 `decode(stream)` runs every window the stream has ready: one encoder call per window
-(state in, state out), greedy search over its frames, then the endpoint check. The
-recognizer holds no per-stream state, so one instance serves many streams.
+(state in, state out), the search over its frames (greedy, or the bundle's beam search
+with its language model), then the endpoint check. The recognizer holds no per-stream
+state, so one instance serves many streams.
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import numpy as np
 
 from framegate.engine.audio import to_mono_float32
 from framegate.engine.bundle import Bundle
-from framegate.engine.decoding import GreedySearch
+from framegate.engine.beam_search import configured_search
 from framegate.engine.encoder_runner import encoder_runner
 from framegate.engine.endpoint import EndpointConfig, detect_endpoint
-from framegate.engine.errors import AudioInputError, BundleError
+from framegate.engine.errors import AudioInputError, BundleError, SearchSettingError
 from framegate.engine.stream import Result, Stream
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
@@ -38,11 +39,14 @@ class Recognizer:
     compute_threshold: gated bundles only: the default gate threshold in [0, 1] of new streams
         (None: the bundle's default); each stream can change its own with
         `stream.set_compute_threshold`.
+    beam, lm_weight, token_bonus: search settings over the bundle's own (bundle.json `search`,
+        engine/beam_search.py); beam 1 without a language model is greedy search.
     """
 
     def __init__(self, bundle_path: str | Path | None = None, num_threads: int = 1,
                  endpoint: EndpointConfig | None = EndpointConfig(),
-                 compute_threshold: float | None = None) -> None:
+                 compute_threshold: float | None = None, beam: int | None = None,
+                 lm_weight: float | None = None, token_bonus: float | None = None) -> None:
         if endpoint is not None:
             endpoint.validate()
         if bundle_path is None:
@@ -54,10 +58,21 @@ class Recognizer:
             bundle_path = DEFAULT_BUNDLE
         self.bundle = Bundle.load(bundle_path, num_threads=num_threads)
         self.endpoint = endpoint
-        self._search = GreedySearch(self.bundle) if self.bundle.model_type != "sts" else _channel_search(self.bundle)
+        if self.bundle.model_type == "sts":
+            if (beam, lm_weight, token_bonus) != (None, None, None):
+                raise SearchSettingError("beam search and language models apply to single-speaker bundles; "
+                                         "two-speaker (sts) bundles decode each channel greedily")
+            self._search = _channel_search(self.bundle)
+        else:
+            self._search = configured_search(self.bundle, beam, lm_weight, token_bonus)
         self._encoder = encoder_runner(self.bundle)
         self.compute_threshold = compute_threshold
         self.create_stream()  # refuses a bad compute_threshold now rather than at the first stream
+
+    @property
+    def search_settings(self) -> dict:
+        """The search in use, as reports record it (two-speaker bundles: greedy on each channel)."""
+        return getattr(self._search, "settings", {"method": "greedy"})
 
     def create_stream(self) -> Stream:
         return Stream(self.bundle, self._search, self._encoder, self.compute_threshold)

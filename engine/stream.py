@@ -27,6 +27,7 @@ import numpy as np
 
 from framegate.engine.audio import TARGET_RATE, StreamingResampler, to_mono_float32
 from framegate.engine.bundle import Bundle
+from framegate.engine.beam_search import BeamSearch, BeamState
 from framegate.engine.decoding import GreedySearch, SearchState
 from framegate.engine.encoder_runner import EncoderRunner
 from framegate.engine.compute_telemetry import ComputeTelemetry
@@ -85,7 +86,7 @@ class UtteranceState:
     fbank: StreamingFbank
     window: FeatureWindow
     encoder_state: Any  # the model type's (engine/encoder_runner.py): LSTM h/c, global-CNN state, ...
-    search: SearchState
+    search: SearchState | BeamState
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     samples_offset: int = 0
     windows: deque[np.ndarray] = field(default_factory=deque)  # assembled, waiting for the encoder
@@ -99,7 +100,7 @@ class Stream:
     caller at a time; different streams of one recognizer may run in different threads.
     """
 
-    def __init__(self, bundle: Bundle, search: GreedySearch, encoder: EncoderRunner,
+    def __init__(self, bundle: Bundle, search: GreedySearch | BeamSearch, encoder: EncoderRunner,
                  compute_threshold: float | None = None) -> None:
         self._encoder = encoder
         self._gated = getattr(encoder, "gated", False)

@@ -26,6 +26,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def _search_note(meta: dict, wer: dict) -> str:
+    """How the WER above was decoded: the search is part of the result."""
+    search = wer.get("search", {"method": "greedy"})
+    if search["method"] == "greedy":
+        return (f"Decoded with greedy search (at most one token per {meta['encoder']['subsampling'] * 10} ms "
+                f"encoder frame).")
+    lm = meta.get("model_card", {}).get("language_model", {})
+    note = f"Decoded with modified beam search (beam {search['beam']})"
+    if search.get("lm_order"):
+        note += (f" and shallow fusion of the bundle's {search['lm_order']}-gram token language model (weight "
+                 f"{search['lm_weight']}, {search['token_bonus']} per token), estimated on "
+                 f"{lm.get('sentences', 'the')} training transcripts (no dev or test sentence)")
+    return note + "; `framegate transcribe --beam 1 --lm-weight 0` decodes greedily."
+
+
 def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer: dict,
                       real_speech: dict | None) -> str:
     meta = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
@@ -63,7 +78,7 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
         lines.append(f"| {family} | {', '.join(f['synthesizers']) or '-'} | {f['utterances']} | {f['words']} | "
                      f"{_pct(f['wer']) if f['words'] else '-'} | "
                      f"{_pct(f['ci95'][0]) + ' - ' + _pct(f['ci95'][1]) if f['words'] else '-'} |")
-    lines += ["", "## Speed",
+    lines += ["", _search_note(meta, wer), "", "## Speed",
               f"Real-time factor {wer['rtf']:.4f} on {wer['onnx_threads']} ONNX Runtime thread(s) "
               f"({wer['machine']['machine']}, {wer['machine']['cpus']} cores, load average "
               f"{wer['machine'].get('load_average_1min', 'not recorded')} at the end of the run; fbank and decoding "

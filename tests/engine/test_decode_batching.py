@@ -101,13 +101,13 @@ def test_cached_decoder_outputs_are_what_the_decoder_computes(tiny_bundle, speec
     recognizer = Recognizer(tiny_bundle, endpoint=None)
     recognizer._search = search
     tokens = recognizer.transcribe(speechlike_16k, 16000).tokens
-    info = search._decoder_out.cache_info()
+    info = search._decoder._cached.cache_info()
     assert len(tokens) > 20 and info.misses > 4  # more contexts than the cache holds went through it
     assert info.currsize == 4
     state = search.initial_state()
     for token in (2, 5, 2, 7, 5, 2):  # some contexts recur, some were evicted
         context = (*state.context[0, 1:].tolist(), token)
-        cached = search._decoder_out(context)
+        cached = search._decoder(context)
         fresh = bundle.decoder_session.run(None, {"y": np.array([context], dtype=np.int64)})[0]
         np.testing.assert_array_equal(cached, fresh)
         assert not cached.flags.writeable  # shared by streams: nobody may change it in place

@@ -33,3 +33,13 @@ def test_card_names_a_prediction_network_warm_start(tiny_bundle: Path) -> None:
     card = render_model_card(tiny_bundle, CORPUS, {"step": 10, "train_seconds": 60.0, "warm_start": start}, WER, None)
     assert "(its prediction network and joiner: 4600 steps" in card
     assert card.count("Warm-started") == 1
+
+
+def test_card_says_how_the_wer_was_decoded(tiny_bundle: Path) -> None:
+    checkpoint = {"step": 10, "train_seconds": 60.0}
+    assert "Decoded with greedy search (at most one token per 40 ms" in render_model_card(
+        tiny_bundle, CORPUS, checkpoint, WER, None)
+    beam = {**WER, "search": {"method": "modified_beam_search", "beam": 8, "lm_weight": 0.4, "token_bonus": 1.0,
+                              "lm_order": 5}}
+    card = render_model_card(tiny_bundle, CORPUS, checkpoint, beam, None)
+    assert "modified beam search (beam 8) and shallow fusion of the bundle's 5-gram token language model" in card

@@ -1,0 +1,192 @@
+"""An ARPA back-off n-gram over a bundle's token pieces, scored a whole vocabulary at a time.
+
+The beam search (engine/beam_search.py) needs, for each hypothesis, the log-probability of
+every piece it could emit next. Walking the back-off chain once per context gives that whole
+vector: start from the unigrams, and for each longer suffix of the context that the model
+knows, add its back-off weight and overwrite the pieces seen after it. Each order is a sorted
+array of integer-coded n-grams (no Python object per n-gram: a few MB for a corpus-sized
+model), and the vectors of recently used contexts are cached, since hypotheses share them.
+The ARPA's words are the pieces of the bundle's tokens.txt, `<s>` and `</s>`; any ARPA file
+over those pieces works (export/token_lm.py writes one, KenLM's lmplz can too).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from framegate.engine.errors import BundleError
+
+LN10 = math.log(10.0)
+CONTEXT_CACHE = 4096  # vocabulary-sized score vectors kept (0.5 MB at 128 pieces)
+BOS, EOS = "<s>", "</s>"
+
+
+def _read_arpa(path: Path) -> dict[int, list[tuple[float, list[str], float]]]:
+    """Each order's rows: (log10 probability, words, log10 back-off)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"language model {path}: cannot read it ({exc})") from exc
+    declared: dict[int, int] = {}
+    rows: dict[int, list] = {}
+    order = 0
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line == "\\data\\":
+            continue
+        if line == "\\end\\":
+            break
+        if line.startswith("ngram "):
+            n, _, count = line[6:].partition("=")
+            declared[int(n)] = int(count)
+        elif line.startswith("\\") and line.endswith("-grams:"):
+            order = int(line[1:-7])
+            rows[order] = []
+        elif order:
+            fields = line.split()
+            if len(fields) not in (order + 1, order + 2):
+                raise BundleError(f"language model {path}, line {number}: expected a {order}-gram row")
+            backoff = float(fields[order + 1]) if len(fields) == order + 2 else 0.0
+            rows[order].append((float(fields[0]), fields[1:order + 1], backoff))
+    if not declared or sorted(declared) != list(range(1, len(declared) + 1)):
+        raise BundleError(f"language model {path}: not an ARPA file (no \\data\\ section with ngram 1=...)")
+    for n, count in declared.items():
+        if len(rows.get(n, ())) != count:
+            raise BundleError(f"language model {path}: header says {count} {n}-grams, "
+                              f"the file has {len(rows.get(n, ()))} (truncated?)")
+    return rows
+
+
+def _tables(rows: dict[int, list[tuple[float, list[str], float]]], tokens: list[str],
+            source: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per order: sorted n-gram keys, natural-log probabilities, natural-log back-offs, from
+    rows of (log10 probability, words, log10 back-off)."""
+    ids = {piece: i for i, piece in enumerate(tokens)} | {BOS: len(tokens), EOS: len(tokens) + 1}
+    unknown = sorted({w for n in rows for _, words, _ in rows[n] for w in words if w not in ids})
+    if unknown:
+        raise BundleError(f"language model {source}: words that are not the bundle's pieces, "
+                          f"e.g. {unknown[:5]} (built for another token set?)")
+    base = len(tokens) + 2
+    tables = {}
+    for n, entries in rows.items():
+        keys = np.array([_key([ids[w] for w in words], base) for _, words, _ in entries], dtype=np.int64)
+        order = np.argsort(keys)
+        logp = (np.array([e[0] for e in entries]) * LN10)[order].astype(np.float32)
+        backoff = (np.array([e[2] for e in entries]) * LN10)[order].astype(np.float32)
+        tables[n] = (keys[order], logp, backoff)
+    return tables
+
+
+def _key(ids: list[int] | tuple[int, ...], base: int) -> int:
+    """An n-gram as one integer, its ids the digits in `base` (unique within one order)."""
+    key = 0
+    for i in ids:
+        key = key * base + i
+    return key
+
+
+class TokenLm:
+    """log P(piece | context) for every piece at once; contexts are tuples of token ids,
+    starting with `bos` at the start of an utterance. Bundles carry it compiled (lm.npz:
+    the sorted tables, loaded without parsing); `from_arpa` reads any ARPA over the pieces."""
+
+    def __init__(self, tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], tokens: list[str],
+                 source: str) -> None:
+        if sorted(tables) != list(range(1, len(tables) + 1)):
+            raise BundleError(f"language model {source}: orders {sorted(tables)} are not 1..n")
+        self.order = len(tables)
+        self.tokens = list(tokens)
+        self.vocab_size = len(tokens)
+        self.bos, self.eos = self.vocab_size, self.vocab_size + 1
+        self._base = self.vocab_size + 2
+        if self._base ** self.order >= 2 ** 62:
+            raise BundleError(f"language model {source}: order {self.order} is too high for {self.vocab_size} pieces")
+        self._keys = {n: t[0] for n, t in tables.items()}
+        self._logp = {n: t[1] for n, t in tables.items()}
+        self._backoff = {n: t[2] for n, t in tables.items()}
+        unigrams = self._keys[1]
+        if len(unigrams) and (unigrams.min() < 0 or unigrams.max() >= self._base):
+            raise BundleError(f"language model {source}: unigram ids outside the bundle's {self.vocab_size} pieces")
+        named = unigrams != self.bos  # <s> is only a context: its -99 is no probability
+        if not named.any():
+            raise BundleError(f"language model {source}: no unigrams")
+        floor = float(self._logp[1][named].min())  # pieces the model never names: its least likely word
+        self._unigrams = np.full(self._base, floor, dtype=np.float32)
+        self._unigrams[unigrams] = self._logp[1]
+        self.scores = functools.lru_cache(maxsize=CONTEXT_CACHE)(self._scores)
+
+    @classmethod
+    def from_arpa(cls, path: str | Path, tokens: list[str]) -> TokenLm:
+        return cls(_tables(_read_arpa(Path(path)), tokens, str(path)), tokens, str(path))
+
+    @classmethod
+    def from_ngrams(cls, ngrams: dict[tuple[str, ...], tuple[float, float | None]], tokens: list[str]) -> TokenLm:
+        """From {n-gram: (log10 probability, log10 back-off or None)}, as ARPA would hold them."""
+        rows: dict[int, list] = {}
+        for words, (logp, backoff) in ngrams.items():
+            rows.setdefault(len(words), []).append((logp, list(words), 0.0 if backoff is None else backoff))
+        return cls(_tables(rows, tokens, "(estimated)"), tokens, "(estimated)")
+
+    @classmethod
+    def load(cls, path: str | Path, tokens: list[str]) -> TokenLm:
+        """A compiled model (`save`); refused if it was built over other pieces than `tokens`."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise BundleError(f"language model {path}: not a compiled framegate LM ({exc})") from exc
+        if "pieces" not in arrays or arrays["pieces"].tolist() != list(tokens):
+            raise BundleError(f"language model {path}: built over other pieces than the bundle's tokens.txt")
+        orders = sorted(int(name[4:]) for name in arrays if name.startswith("keys"))
+        try:  # the highest order backs off to nothing: no back-off column is stored for it
+            tables = {n: (arrays[f"keys{n}"].astype(np.int64, copy=False),
+                          arrays[f"logp{n}"].astype(np.float32, copy=False),
+                          arrays[f"backoff{n}"].astype(np.float32, copy=False) if n < orders[-1]
+                          else np.zeros(0, dtype=np.float32)) for n in orders}
+        except KeyError as exc:
+            raise BundleError(f"language model {path}: table {exc} is missing") from None
+        if any(len(k) != len(p) or len(b) not in (0, len(k)) or np.any(np.diff(k) <= 0)
+               for k, p, b in tables.values()):
+            raise BundleError(f"language model {path}: its tables are inconsistent (lengths or order)")
+        return cls(tables, tokens, str(path))
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"pieces": np.array(self.tokens)}
+        for n in self._keys:
+            arrays |= {f"keys{n}": self._keys[n], f"logp{n}": self._logp[n]}
+            if n < self.order:
+                arrays[f"backoff{n}"] = self._backoff[n]
+        np.savez_compressed(path, **arrays)
+
+    def _find(self, n: int, key: int) -> int:
+        """Row of the n-gram with this key, or -1."""
+        keys = self._keys.get(n)
+        if keys is None:
+            return -1
+        i = int(np.searchsorted(keys, key))
+        return i if i < len(keys) and keys[i] == key else -1
+
+    def initial_context(self) -> tuple[int, ...]:
+        return (self.bos,)
+
+    def next_context(self, context: tuple[int, ...], token: int) -> tuple[int, ...]:
+        return (*context, token)[-(self.order - 1):] if self.order > 1 else ()
+
+    def _scores(self, context: tuple[int, ...]) -> np.ndarray:
+        """Natural-log probabilities of every id (pieces, then <s>, </s>) after `context`."""
+        scores = self._unigrams.copy()
+        for k in range(1, min(len(context), self.order - 1) + 1):
+            key = _key(context[-k:], self._base)
+            row = self._find(k, key)
+            if row < 0:
+                break  # a context the model never saw has no longer known suffix either
+            scores += self._backoff[k][row]
+            keys = self._keys[k + 1]
+            lo, hi = np.searchsorted(keys, [key * self._base, (key + 1) * self._base])
+            scores[keys[lo:hi] - key * self._base] = self._logp[k + 1][lo:hi]
+        scores.flags.writeable = False  # cached and shared
+        return scores
