@@ -177,6 +177,22 @@ def _framegate_summary(result: dict, utterances: list[Utterance], chunk_ms: floa
     return summary
 
 
+def _bundle_search_summary(bundle: Bundle, searched: dict, greedy: dict, utterances: list[Utterance],
+                           chunk_ms: float) -> dict:
+    """The bundle's own search (bundle.json `search`) on the same audio and thread count as the
+    greedy headline: its speed, latency and memory, and its WER against greedy's, paired."""
+    summary = {"settings": bundle.manifest["search"], **_framegate_summary(searched, utterances, chunk_ms),
+               "rtf_over_greedy": _rtf(searched) / _rtf(greedy)}
+    scored = [i for i, u in enumerate(utterances) if u.reference is not None]
+    if scored:
+        refs = [utterances[i].reference for i in scored]
+        errors, words = word_errors(refs, [_text(searched["utterances"][i]) for i in scored])
+        greedy_errors, _ = word_errors(refs, [_text(greedy["utterances"][i]) for i in scored])
+        wer, lo, hi = wer_interval(errors, words)
+        summary.update(wer=wer, ci95=[lo, hi], wer_minus_greedy=paired_wer_difference(errors, greedy_errors, words))
+    return summary
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -217,6 +233,8 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
                "paced": {"block_ms": options.block_ms, "tail_s": options.tail_s,
                          "real_time_utts": options.real_time_utts}}
         jobs = {("framegate", t): {**job, "threads": t} for t in options.threads}
+        if "search" in bundle.manifest:  # the bundle's own search too, beside greedy on the same audio
+            jobs[("framegate-search", options.threads[0])] = {**job, "threads": options.threads[0], "search": "bundle"}
         extras: dict[str, dict] = {"pocketsphinx": {}}
         if lstm:
             sherpa_dir = write_sherpa_dir(bundle_dir, work / "sherpa-onnx")
@@ -231,10 +249,14 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
                 again = _run_child(key[0], {**engine_job, "throughput_only": round_index > 0}, work)
                 results[key] = again if key not in results else fastest_of_rounds(results[key], again)
         framegate = {t: results[("framegate", t)] for t in options.threads}
+        searched = results.get(("framegate-search", options.threads[0]))
         peers = {name: results[(name, options.threads[0])] for name in extras}
     sgemm = sgemm_peak(options.sgemm_size)
     macs = run_macs(bundle_dir, bundle.manifest, framegate[options.threads[0]]["utterances"])
     report = _assemble(bundle, bundle_dir, utterances, framegate, peers, sgemm, macs, options, chunk_ms)
+    if searched is not None:
+        report["bundle_search"] = _bundle_search_summary(bundle, searched, framegate[options.threads[0]],
+                                                         utterances, chunk_ms)
     report["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
     report["checkpoint"] = str(checkpoint) if checkpoint is not None else None
     report["inputs"] = {"manifest": str(manifest) if manifest else None, "wav_list": str(wav_list) if wav_list else None}

@@ -41,8 +41,9 @@ class WindowCountingRecognizer(Recognizer):
 class PacedRun:
     """Times in seconds from the stream's start (audio time = wall time at real pace).
 
-    `last_token_s` is when the result first held as many tokens as it holds at the end
-    (partials only grow, so that is when it first held the last word); `endpoint_s` is
+    `last_token_s` is when the result started to show its final tokens for good (greedy
+    partials only grow, so that is when it first held the last word; a beam search's best
+    hypothesis may still change before it settles); `endpoint_s` is
     the first endpoint at or after it. `last_token_arrival_s` is the arrival of the block
     whose call emitted that token: the emission time minus it is compute and queueing.
     """
@@ -61,7 +62,7 @@ def run_paced(recognizer: WindowCountingRecognizer, samples_16k: np.ndarray, blo
     """Feed `samples_16k` block by block at real-time pace; the source never finishes
     (audio continues after speech), so the result is whatever the live stream shows."""
     stream = recognizer.create_stream()
-    history: list[tuple[float, float, int, bool]] = []  # (call end, block arrival, tokens, endpoint)
+    history: list[tuple[float, float, list[str], bool]] = []  # (call end, block arrival, tokens, endpoint)
     chunk_compute: list[float] = []
     pending = total = finish = 0.0
     t0 = time.perf_counter()
@@ -85,10 +86,14 @@ def run_paced(recognizer: WindowCountingRecognizer, samples_16k: np.ndarray, blo
         if new_windows:  # the compute since the last window, shared by the windows it produced
             chunk_compute.extend([pending / new_windows] * new_windows)
             pending = 0.0
-        history.append((finish, arrival, len(stream.result.tokens), stream.is_endpoint))
+        history.append((finish, arrival, stream.result.tokens, stream.is_endpoint))
     tokens = stream.result.tokens
-    first = next((h for h in history if h[2] > 0), None)
-    last = next((h for h in history if h[2] >= len(tokens)), None) if tokens else None
+    first = next((h for h in history if h[2]), None)
+    last = None  # the call from which the result shows its final tokens for good
+    for h in reversed(history if tokens else []):
+        if h[2] != tokens:
+            break
+        last = h
     endpoint = None
     if last is not None:
         after = history[history.index(last):]

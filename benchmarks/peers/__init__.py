@@ -11,6 +11,7 @@ from __future__ import annotations
 
 RUNNERS = {
     "framegate": "framegate.benchmarks.peers.engine",
+    "framegate-search": "framegate.benchmarks.peers.engine",  # the bundle's own search (beam + LM)
     "onnxruntime": "framegate.benchmarks.peers.ort_loop",
     "pytorch": "framegate.benchmarks.peers.torch_eager",
     "pocketsphinx": "framegate.benchmarks.peers.sphinx",

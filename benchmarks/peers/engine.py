@@ -5,8 +5,9 @@ pad is fed in 100 ms blocks back to back, as `framegate transcribe` feeds a file
 endpointing off so each file is one utterance, as in the peers. Latency: the utterance
 followed by `tail_s` of digital silence, fed in `block_ms` blocks at real-time pace with
 the default endpoint rules on; every utterance on the virtual clock, the first
-`real_time_utts` also at true wall-clock pace (benchmarks/realtime.py). Search is greedy,
-whatever the bundle's default, as the peers'. A job with
+`real_time_utts` also at true wall-clock pace (benchmarks/realtime.py). The job's `search`
+is "greedy" (as the peers decode, whatever the bundle's default: their tokens are compared)
+or "bundle" (the bundle's own search, e.g. beam search with its language model). A job with
 `throughput_only` (the benchmark's later rounds) runs the throughput pass alone.
 """
 from __future__ import annotations
@@ -27,10 +28,8 @@ def _paced_record(run: PacedRun) -> dict:
 
 
 def run(job: dict) -> dict:
-    # greedy, as the peers decode: the agreement check compares tokens, and "partials only grow"
-    # (benchmarks/realtime.py) holds for greedy search; a bundle's beam search costs what bench wer's RTF shows
-    recognizer = WindowCountingRecognizer(job["bundle"], num_threads=job["threads"], endpoint=None, beam=1,
-                                          lm_weight=0.0)
+    greedy = {"beam": 1, "lm_weight": 0.0} if job.get("search", "greedy") == "greedy" else {}
+    recognizer = WindowCountingRecognizer(job["bundle"], num_threads=job["threads"], endpoint=None, **greedy)
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
     step = round(job["throughput_block_s"] * RATE)
     paced = job["paced"]

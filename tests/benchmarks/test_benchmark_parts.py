@@ -64,3 +64,42 @@ def test_rounds_keep_each_utterances_fastest_time_and_the_first_rounds_latency()
     merged = fastest_of_rounds(first, again)
     assert [u["compute_s"] for u in merged["utterances"]] == [1.5, 1.0]
     assert merged["utterances"][0]["virtual"] == {"x": 1} and merged["peak_rss_mb"] == 120.0
+
+
+class _ScriptedStream:
+    """A stream whose result after each decode call follows a script (what a beam search may show)."""
+
+    def __init__(self, script: list[list[str]]) -> None:
+        self.script, self.calls, self.is_endpoint = script, 0, False
+
+    def accept_waveform(self, rate: int, block: np.ndarray) -> None:
+        self.calls += 1
+
+    @property
+    def result(self):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tokens=list(self.script[min(self.calls, len(self.script)) - 1]))
+
+
+class _ScriptedRecognizer:
+    def __init__(self, script: list[list[str]]) -> None:
+        self.stream, self.windows = _ScriptedStream(script), 0
+
+    def create_stream(self) -> _ScriptedStream:
+        return self.stream
+
+    def decode(self, stream: _ScriptedStream) -> None:
+        self.windows += 1
+
+
+def test_the_last_word_counts_from_when_the_result_settles_not_when_it_first_had_that_length():
+    from framegate.benchmarks.realtime import RATE, run_paced
+
+    script = [[], ["a"], ["a", "b"], ["a", "c"], ["a", "b"], ["a", "b"]]  # the best hypothesis changes back
+    block = RATE // 10
+    run = run_paced(_ScriptedRecognizer(script), np.zeros(block * len(script), dtype=np.float32), block,
+                    real_time=False)
+    assert run.tokens == ["a", "b"]
+    assert run.last_token_arrival_s == 0.5  # the fifth block, not the third
+    assert run.first_token_s is not None and run.first_token_s < run.last_token_s

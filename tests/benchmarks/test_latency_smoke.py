@@ -136,3 +136,22 @@ def test_cli_summary_says_n_a_for_figures_a_bundle_type_has_no_peer_for(monkeypa
     report.update(engine_overhead=0.82, vs_sherpa_onnx=0.86)
     assert main(["bench", "latency", "--manifest", str(manifest), "--json", str(tmp_path / "l.json")]) == 0
     assert "raw ONNX Runtime x0.82, vs sherpa-onnx x0.86" in capsys.readouterr().out
+
+
+def test_a_bundle_with_its_own_search_is_measured_beside_greedy(tiny_bundle, one_input, tmp_path):
+    import shutil
+
+    from framegate.export.token_lm import attach, estimate
+
+    bundle = tmp_path / "with_lm"
+    shutil.copytree(tiny_bundle, bundle)
+    pieces = json.loads((bundle / "bundle.json").read_text())["decoder"]["vocab_size"]
+    tokens = [line.split()[0] for line in (bundle / "tokens.txt").read_text(encoding="utf-8").splitlines()][2:pieces]
+    attach(bundle, estimate([tokens[i:i + 3] for i in range(len(tokens) - 2)], tokens, 2),
+           {"beam": 3, "lm_weight": 0.3, "token_bonus": 1.0}, {"purpose": "tests"})
+    report = run(bundle, tmp_path / "latency.json", manifest=one_input, options=FAST)
+    searched = report["bundle_search"]
+    assert searched["settings"]["beam"] == 3 and searched["rtf"] > 0 and searched["rtf_over_greedy"] > 0
+    assert searched["latency_counts"]["last_word_ms"] == 1 and searched["peak_rss_mb"] > 0
+    assert "difference" in searched["wer_minus_greedy"]
+    assert report["peers"]["onnxruntime"]["tokens_vs_framegate"]["token_agreement"] == 1.0  # greedy headline
