@@ -86,7 +86,7 @@ def _live_recognizer(args: argparse.Namespace) -> Recognizer:
     """The recognizer of a live verb (mic, web): one-channel bundles; --compute-threshold for gated ones."""
     from framegate.engine.recognizer import Recognizer
 
-    recognizer = Recognizer(args.model, num_threads=args.threads)
+    recognizer = Recognizer(args.model, num_threads=args.threads, beam=args.beam, lm_weight=args.lm_weight)
     if recognizer.bundle.model_type == "sts":
         raise FramegateError(f"bundle '{recognizer.bundle.path}' is a two-channel separator-transducer-segmenter; "
                              "the live view shows one channel so far: use 'framegate transcribe --json' for its "
@@ -410,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arbitrator threshold of a gated bundle (a compute dial; dense bundles have none); "
                         "on a terminal, + and - (or ] and [) turn it live in steps of 0.05")
     p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
+    _search_arguments(p)
     p.set_defaults(run=_mic)
 
     p = verbs.add_parser("web", help="the live demo in a browser: a page on localhost streams the microphone")
@@ -419,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
                    help="arbitrator threshold of a gated bundle; the page's +/- buttons turn it live")
     p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
+    _search_arguments(p)
     p.set_defaults(run=_web)
 
     p = verbs.add_parser("corpus", help="offline synthetic corpus")

@@ -402,3 +402,18 @@ def test_dial_keys_on_a_bundle_without_gates_say_so_once(monkeypatch, recognizer
     screen = view.text.getvalue()
     assert screen.count(GATED_ONLY) == 1 and HINT not in screen and " thr " not in screen
 
+
+
+def test_the_search_flags_reach_the_live_session(capsys, live_bundle, spoken_wav):
+    """--beam 1 --lm-weight 0 is greedy search, live as in `framegate transcribe`."""
+    import contextlib
+
+    transcript = io.StringIO()
+    with contextlib.redirect_stdout(transcript):
+        assert main(["transcribe", str(spoken_wav), "--model", str(live_bundle), "--beam", "1",
+                     "--lm-weight", "0"]) == 0
+    code, out, err = run_mic(capsys, "--model", str(live_bundle), "--from-file", str(spoken_wav), "--beam", "1",
+                             "--lm-weight", "0")
+    assert code == 0, err
+    finals = [m.group(1) for m in re.finditer(r"^\[ *[\d.]+ - *[\d.]+\] (.*)$", out, re.MULTILINE)]
+    assert " ".join(finals) == transcript.getvalue().strip() != ""
