@@ -7,8 +7,8 @@ One command, every step (benchmarks/README.md, "ARM"):
  1. bundles: the given ones, or random-weight bundles at the size of export/recipes/gated_feature.toml
     and convrnnt.toml (benchmarks/arm/random_bundles.py; the report says which);
  2. record (record.py): weights from the bundles, front-end frames of the manifest's first
-    `--seconds` of audio, the x86 engine's references; the gated threshold is calibrated so about
-    half the gates are on unless `--threshold` is given;
+    `--seconds` of audio, the x86 engine's references; the gated threshold is `--threshold`, else a
+    given bundle's own default, else (random weights) calibrated so about half the gates are on;
  3. x86: the driver (cpp/tools/framegate_driver.cc) built natively, its agreement with the engine,
     and its wall time gated vs dense (`--rounds` alternations of `--repeat` passes, best pass);
  4. ARM: Debian's aarch64 cross compiler, qemu-user, arm64 OpenBLAS and glib headers installed
@@ -189,6 +189,10 @@ def run(out: Path, manifest: Path, seconds: float, gated: Path | None, convrnnt:
         else:
             weights[kind] = {"bundle": str(bundle), "weights": "given bundle"}
         weights[kind]["encoder"] = json.loads((Path(bundles[kind]) / "bundle.json").read_text())["encoder"]
+    rule = None
+    if threshold is None and gated is not None:  # a trained model: its own operating point, not a calibrated one
+        threshold = float(json.loads((Path(gated) / "bundle.json").read_text())["gating"]["default_threshold"])
+        rule = "the gated bundle's default_threshold"
     utterances, names = load_audio(manifest, seconds)
     log(f"recording {len(utterances)} utterances ({sum(map(len, utterances)) / 16000:.1f} s)")
     rec = record(files, utterances, bundles["gated"], bundles["convrnnt"], threshold)
@@ -202,7 +206,7 @@ def run(out: Path, manifest: Path, seconds: float, gated: Path | None, convrnnt:
         "weights_note": "random-weight bundles at the recipes' sizes" if random_note else "given bundles",
         "inputs": {"manifest": str(manifest), "utterances": names, "audio_s": sum(map(len, utterances)) / 16000,
                    "frames": rec.frames, "chunk_frames": rec.chunk_frames},
-        "threshold": rec.threshold, "threshold_rule": rec.threshold_rule, "fraction_on": rec.fraction_on,
+        "threshold": rec.threshold, "threshold_rule": rule or rec.threshold_rule, "fraction_on": rec.fraction_on,
         "agreement_rules": {"band": BAND, "tolerance": TOLERANCE,
                             "scaled_diff": "max |a - b| / max(1, max |reference|)"},
     }
@@ -228,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--convrnnt", type=Path, help="ConvRNN-T bundle (default: random weights, recipe size)")
     parser.add_argument("--manifest", type=Path, default=toolchain.REPO / "data/corpus/test.jsonl")
     parser.add_argument("--seconds", type=float, default=12.0, help="audio to record (whole utterances)")
-    parser.add_argument("--threshold", type=float, help="gated threshold (default: about half the gates on)")
+    parser.add_argument("--threshold", type=float, help="gated threshold (default: a given bundle's default_threshold; random weights: about "
+                        "half the gates on)")
     parser.add_argument("--build-dir", type=Path, default=toolchain.REPO / "build/arm",
                         help="driver builds and the qemu plugin (reused across runs)")
     parser.add_argument("--work-dir", type=Path, help="this run's files (default: BUILD_DIR/runs/<report name>)")

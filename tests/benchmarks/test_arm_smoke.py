@@ -42,7 +42,10 @@ def test_arm_benchmark_x86_path_records_agrees_and_times(tmp_path, one_utterance
     report = _run(tmp_path, one_utterance, tiny_gated, convrnnt_model_and_bundle, x86_only=True)
     assert report["schema"] == SCHEMA and report["passed"]
     assert report["x86"]["agreement"]["compared"] == 6
-    assert 0.3 < report["fraction_on"] < 0.7
+    gating = json.loads((tiny_gated["feature"][1] / "bundle.json").read_text())["gating"]
+    assert report["threshold"] == gating["default_threshold"]  # a given bundle runs at its own operating point
+    assert report["threshold_rule"] == "the gated bundle's default_threshold"
+    assert 0.0 < report["fraction_on"] < 1.0
     assert 0.0 < report["kernel_mac_ratio"] < 1.0
     assert len(report["x86"]["time_s"]["gated"]) == 2 and report["x86_time_ratio"] > 0
     assert report["arm"] == {"skipped": "--x86-only"}
