@@ -157,15 +157,16 @@ def _percentiles(values: list[float]) -> dict:
 
 
 def run(model: Path, manifest: Path, out: Path, single: Path | None = None, threads: int = 1,
-        limit: int | None = None, embedding: Path | None = None) -> dict:
+        limit: int | None = None, embedding: Path | None = None, beam: int | None = None) -> dict:
     """`embedding`: a speaker-embedding bundle (engine/speaker_embedding.py) for the cascade's
-    clustering; None clusters per-segment fbank statistics."""
+    clustering; None clusters per-segment fbank statistics. `beam`: the STS bundle's beam on each
+    channel (None: its own search); the single-speaker bundle keeps its own search."""
     manifest, out = Path(manifest), Path(out)
     rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = rows[:limit] if limit else rows
     if not rows:
         raise FramegateError(f"{manifest}: no conversations")
-    sts = Recognizer(model, num_threads=threads)
+    sts = Recognizer(model, num_threads=threads, beam=beam)
     if sts.bundle.model_type != "sts":
         raise FramegateError(f"bundle '{model}' has model_type {sts.bundle.model_type!r}; bench conversations "
                              f"needs a two-channel 'sts' bundle (--single takes the single-speaker one)")
@@ -214,6 +215,7 @@ def run(model: Path, manifest: Path, out: Path, single: Path | None = None, thre
     overall = _bucket("all", per_conv)
     upto20 = _bucket("<= 20 %", [c for c in per_conv if c["overlap_ratio"] <= 0.2])
     report = {"schema": SCHEMA, "speech": "synthetic", "model": str(sts.bundle.path), "single_speaker": str(base.bundle.path),
+              "search": {"sts": sts.search_settings, "single_speaker": base.search_settings},
               "manifest": str(manifest), "conversations": len(per_conv), "buckets": buckets, "all": overall,
               "done_when": _done_when(upto20), "rtf": compute_s / max(audio_s, 1e-9), "onnx_threads": threads,
               "audio_s": audio_s, "embedding": embed_name, "machine": machine_info()}

@@ -373,7 +373,7 @@ def _bench_conversations(args: argparse.Namespace) -> int:
     from framegate.benchmarks.conversations import run
 
     report = run(args.model, args.manifest, args.json, single=args.single, threads=args.threads, limit=args.limit,
-                 embedding=args.embedding)
+                 embedding=args.embedding, beam=args.beam)
     for b in report["buckets"]:
         base = ", ".join(f"{name} {100 * v['cpwer']:.1f} %" for name, v in b["baselines"].items())
         print(f"overlap {b['overlap']}: cpWER {100 * b['cpwer']:.1f} % ({base}), turns "
@@ -598,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speaker-embedding bundle for the cascade's clustering (default: fbank statistics)")
     p.add_argument("--threads", type=_positive_int, default=1)
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N conversations")
+    p.add_argument("--beam", type=_positive_int, default=None,
+                   help="beam search with this many hypotheses on each STS channel (default: its own search)")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
     p.set_defaults(run=_bench_conversations)
     return parser

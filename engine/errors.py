@@ -23,4 +23,4 @@ class ComputeSettingError(FramegateError, ValueError):
 
 class SearchSettingError(FramegateError, ValueError):
     """Search settings that cannot be used: a beam below 1, a negative LM weight, an LM weight
-    for a bundle without a language model, beam search for a two-speaker bundle."""
+    for a bundle without a language model."""

@@ -17,17 +17,17 @@ from framegate.engine.bundle import Bundle
 from framegate.engine.beam_search import configured_search
 from framegate.engine.encoder_runner import encoder_runner
 from framegate.engine.endpoint import EndpointConfig, detect_endpoint
-from framegate.engine.errors import AudioInputError, BundleError, SearchSettingError
+from framegate.engine.errors import AudioInputError, BundleError
 from framegate.engine.stream import Result, Stream
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "assets" / "default_bundle"
 
 
-def _channel_search(bundle: Bundle):
+def _channel_search(bundle: Bundle, search):
     """Two-channel turn decoding for separator-transducer-segmenter bundles (engine/turns.py)."""
     from framegate.engine.turns import ChannelSearch
 
-    return ChannelSearch(bundle)
+    return ChannelSearch(bundle, search)
 
 
 class Recognizer:
@@ -58,21 +58,16 @@ class Recognizer:
             bundle_path = DEFAULT_BUNDLE
         self.bundle = Bundle.load(bundle_path, num_threads=num_threads)
         self.endpoint = endpoint
-        if self.bundle.model_type == "sts":
-            if (beam, lm_weight, token_bonus) != (None, None, None):
-                raise SearchSettingError("beam search and language models apply to single-speaker bundles; "
-                                         "two-speaker (sts) bundles decode each channel greedily")
-            self._search = _channel_search(self.bundle)
-        else:
-            self._search = configured_search(self.bundle, beam, lm_weight, token_bonus)
+        search = configured_search(self.bundle, beam, lm_weight, token_bonus)
+        self._search = _channel_search(self.bundle, search) if self.bundle.model_type == "sts" else search
         self._encoder = encoder_runner(self.bundle)
         self.compute_threshold = compute_threshold
         self.create_stream()  # refuses a bad compute_threshold now rather than at the first stream
 
     @property
     def search_settings(self) -> dict:
-        """The search in use, as reports record it (two-speaker bundles: greedy on each channel)."""
-        return getattr(self._search, "settings", {"method": "greedy"})
+        """The search in use, as reports record it (two-speaker bundles: on each channel)."""
+        return self._search.settings
 
     def create_stream(self) -> Stream:
         return Stream(self.bundle, self._search, self._encoder, self.compute_threshold)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from framegate.engine.bundle import Bundle
+from framegate.engine.beam_search import BeamSearch, BeamState, configured_search
 from framegate.engine.decoding import GreedySearch, SearchState
 from framegate.engine.errors import BundleError
 from framegate.engine.stream import WORD_MARKER, Segment, tokens_to_text
@@ -32,10 +33,18 @@ from framegate.engine.stream import WORD_MARKER, Segment, tokens_to_text
 
 @dataclass
 class ChannelSearchState:
-    """The search state of one utterance: one greedy state per channel, and which turns are open."""
+    """The search state of one utterance: one search state per channel, and the turns the previous
+    utterance left open. Whether a turn is open follows from each channel's tokens as they stand
+    (a beam search may still revise them): open after any token but `<eot>`."""
 
-    channels: list[SearchState]
-    open: list[bool]
+    channels: list[SearchState | BeamState]
+    carried_open: list[bool]
+    eot_id: int
+
+    @property
+    def open(self) -> list[bool]:
+        return [ch.tokens[-1] != self.eot_id if ch.tokens else carried
+                for ch, carried in zip(self.channels, self.carried_open)]
 
     @property
     def frames(self) -> int:
@@ -54,10 +63,11 @@ class ChannelSearchState:
 
 
 class ChannelSearch:
-    """Greedy search over every channel of an STS encoder's output (decoder and joiner tied)."""
+    """The same search (greedy, or beam search without a language model) over every channel of
+    an STS encoder's output (decoder and joiner tied)."""
 
-    def __init__(self, bundle: Bundle) -> None:
-        self._greedy = GreedySearch(bundle)
+    def __init__(self, bundle: Bundle, search: GreedySearch | BeamSearch | None = None) -> None:
+        self._search = search if search is not None else configured_search(bundle)
         sts = bundle.manifest["sts"]
         self.channels = int(sts["channels"])
         try:
@@ -68,18 +78,20 @@ class ChannelSearch:
                               f"bundle.json's sts section names") from None
         self._pieces = bundle.tokens
 
+    @property
+    def settings(self) -> dict:
+        return {**self._search.settings, "channels": self.channels}
+
     def initial_state(self) -> ChannelSearchState:
-        return ChannelSearchState([self._greedy.initial_state() for _ in range(self.channels)], [False] * self.channels)
+        return ChannelSearchState([self._search.initial_state() for _ in range(self.channels)],
+                                  [False] * self.channels, self.eot_id)
 
     def search(self, encoder_out: np.ndarray, state: ChannelSearchState) -> None:
         """Extend every channel with its frames of `encoder_out` (channels, T, joiner_dim)."""
         if encoder_out.shape[0] != self.channels:
             raise BundleError(f"the encoder gave {encoder_out.shape[0]} channel rows; bundle.json says {self.channels}")
         for c, channel in enumerate(state.channels):
-            first = len(channel.tokens)
-            self._greedy.search(encoder_out[c], channel)
-            for token in channel.tokens[first:]:
-                state.open[c] = token != self.eot_id
+            self._search.search(encoder_out[c], channel)
 
     def new_turn_log(self) -> "TurnLog":
         """What a stream of this bundle keeps across utterances (engine/stream.py asks for it)."""
@@ -111,7 +123,7 @@ class TurnLog:
 
     def resume(self, state: ChannelSearchState) -> None:
         """A new utterance starts with the turns the last one left open."""
-        state.open = [turn is not None for turn in self._carry]
+        state.carried_open = [turn is not None for turn in self._carry]
 
     def _scan(self, state: ChannelSearchState, start_s: float, frame_s: float
               ) -> tuple[list[Segment], list[_OpenTurn | None]]:
@@ -174,12 +186,12 @@ def ordered(segments: list[Segment]) -> list[Segment]:
     return sorted(segments, key=lambda s: (s.start_s, s.channel))
 
 
-def recognize_turns(bundle: Bundle, samples_16k: np.ndarray) -> list[Segment]:
+def recognize_turns(bundle: Bundle, samples_16k: np.ndarray, beam: int | None = None) -> list[Segment]:
     """The offline reference for two-channel bundles: one encoder call over the whole padded
     signal (engine/offline.py), the same channel search and turn rules, turns closed at the end."""
     from framegate.engine.offline import encoder_output
 
-    search = ChannelSearch(bundle)
+    search = ChannelSearch(bundle, configured_search(bundle, beam=beam))
     state = search.initial_state()
     out = encoder_output(bundle, samples_16k)
     if out.ndim == 3:

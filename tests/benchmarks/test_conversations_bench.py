@@ -47,6 +47,15 @@ def test_report_has_buckets_baselines_delays_and_a_png(tiny_sts, tiny_bundle, co
         assert len(b["baselines"]["cascade"]["sts_minus_baseline"]["ci95"]) == 2
     assert report["rtf"] > 0 and "beats_baselines" in report["done_when"]
     assert json.loads(out.read_text())["buckets"] == report["buckets"]
+    assert report["search"]["sts"] == {"method": "greedy", "channels": 2}
+
+
+def test_the_sts_bundle_can_run_beam_search_on_its_channels(tiny_sts, tiny_bundle, conversations, tmp_path):
+    from framegate.benchmarks.conversations import run
+
+    report = run(tiny_sts[1], conversations, tmp_path / "conv.json", single=tiny_bundle, beam=3, limit=1)
+    assert report["search"]["sts"]["method"] == "modified_beam_search" and report["search"]["sts"]["beam"] == 3
+    assert report["search"]["single_speaker"] == {"method": "greedy"}
 
 
 def test_a_single_speaker_bundle_is_refused_as_the_sts_model(tiny_bundle, conversations, tmp_path):

@@ -86,7 +86,19 @@ def _state(tokens_per_channel: list[list[int]], frames: int = 50) -> ChannelSear
         s = SearchState(context=np.zeros((1, 2), np.int64), decoder_out=np.zeros((1, 4), np.float32))
         s.tokens, s.token_frames, s.frames = list(tokens), list(range(1, 2 * len(tokens), 2)), frames
         channels.append(s)
-    return ChannelSearchState(channels, [False] * len(channels))
+    return ChannelSearchState(channels, [False] * len(channels), eot_id=6)
+
+
+def test_beam_search_on_both_channels_streams_as_its_offline_reference(sts_bundle, two_voices):
+    recognizer = Recognizer(sts_bundle, endpoint=None, beam=4)
+    assert recognizer.search_settings["method"] == "modified_beam_search"
+    assert recognizer.search_settings["channels"] == 2
+    offline = recognize_turns(recognizer.bundle, two_voices, beam=4)
+    assert {s.channel for s in offline} == {0, 1}
+    rng = np.random.default_rng(12)
+    for _ in range(2):
+        stream, _ = _stream(recognizer, two_voices, list(rng.integers(1, 9000, size=30)))
+        assert stream.result.is_final and stream.result.segments == offline
 
 
 def test_turn_rules_for_imperfect_token_streams():
@@ -102,9 +114,11 @@ def test_turn_rules_for_imperfect_token_streams():
     assert final[-1].end_s == 9.0 and not final[-1].is_open
     # a cut while channel 0's turn is open: it carries over and continues in the next utterance
     assert [s.text for s in log.close(state, start_s=1.0, frame_s=0.04)] == ["ab", "a"]
-    nxt = _state([[2, 6], []])
+    nxt = _state([[], []])
     log.resume(nxt)
     assert nxt.open == [True, False] and nxt.trailing_blank_frames == 0
+    nxt.channels[0].tokens, nxt.channels[0].token_frames = [2, 6], [1, 3]
+    assert nxt.open == [False, False]  # the carried turn closed with its <eot>
     carried = log.segments(nxt, start_s=3.0, frame_s=0.04, end_s=9.0, final=True)
     assert [(s.text, s.start_s) for s in carried] == [("c a", pytest.approx(1.0 + 15 * 0.04))]  # its <sot> frame
 
