@@ -20,7 +20,9 @@ Per overlap-ratio bucket:
                      conversations (DESIGN.md's convention for WER comparisons)
   single_alone_wer   the single-speaker bundle's WER on the same turns played alone (the
                      done-when reference: STS cpWER <= 1.5x this at <= 20 % overlap)
-and the STS real-time factor. Everything here is synthetic speech.
+and the STS real-time factor; `search`: the STS bundle's search on each channel (`--beam N`
+for beam search) and the single-speaker bundle's own (the default bundle's: beam + LM).
+Everything here is synthetic speech.
 """
 from __future__ import annotations
 
