@@ -62,6 +62,11 @@ class BeamState:
         frames = self.best.token_frames
         return self.frames - (frames[-1] + 1 if frames else 0)
 
+    def advance(self, hyps: list[Hypothesis], frames: int) -> None:
+        """The hypotheses after `frames` more encoder frames."""
+        self.hyps, self._best = hyps, None
+        self.frames += frames
+
 
 @dataclass(frozen=True)
 class BeamSearchConfig:
@@ -141,9 +146,7 @@ class BeamSearch:
                     old.tokens, old.token_frames, float(np.logaddexp(old.score, score)), old.decoder_out,
                     old.lm_context)
             hyps = list(merged.values())
-        state.hyps = hyps
-        state.frames += len(encoder_out)
-        state._best = None
+        state.advance(hyps, len(encoder_out))
 
 
 def configured_search(bundle: Bundle, beam: int | None = None, lm_weight: float | None = None,
@@ -158,10 +161,15 @@ def configured_search(bundle: Bundle, beam: int | None = None, lm_weight: float 
     if unknown:
         raise BundleError(f"bundle.json: search: unknown keys {sorted(unknown)}")
     try:
-        config = BeamSearchConfig(beam=section.get("beam", 1) if beam is None else beam,
-                                  lm_weight=float(section.get("lm_weight", 0.0) if lm_weight is None else lm_weight),
-                                  token_bonus=float(section.get("token_bonus", 0.0) if token_bonus is None
-                                                    else token_bonus))
+        own = BeamSearchConfig(beam=section.get("beam", 1), lm_weight=float(section.get("lm_weight", 0.0)),
+                               token_bonus=float(section.get("token_bonus", 0.0)))
+        own.validate()
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"bundle.json: search: {exc}") from None
+    try:
+        config = BeamSearchConfig(beam=own.beam if beam is None else beam,
+                                  lm_weight=own.lm_weight if lm_weight is None else float(lm_weight),
+                                  token_bonus=own.token_bonus if token_bonus is None else float(token_bonus))
         config.validate()
     except (TypeError, ValueError) as exc:
         raise SearchSettingError(f"search settings: {exc}") from None

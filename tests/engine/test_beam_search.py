@@ -193,10 +193,15 @@ def test_bad_search_sections_are_refused_by_name(lm_bundle, tmp_path):
     def unknown_key(m):
         m["search"]["beams"] = 3
 
+    def zero_beam(m):
+        m["search"]["beam"] = 0
+
     with pytest.raises(BundleError, match="not listed"):
         Recognizer(_edited_copy(lm_bundle, tmp_path / "a", unlisted))
     with pytest.raises(BundleError, match="unknown keys"):
         Recognizer(_edited_copy(lm_bundle, tmp_path / "b", unknown_key))
+    with pytest.raises(BundleError, match="bundle.json: search: beam must be"):
+        Recognizer(_edited_copy(lm_bundle, tmp_path / "d", zero_beam))
     damaged = _edited_copy(lm_bundle, tmp_path / "c", lambda m: None)
     data = bytearray((damaged / "lm.npz").read_bytes())
     data[len(data) // 2] ^= 0xFF
