@@ -1,6 +1,7 @@
 """Every shipped training recipe loads and ends: a typo or an unbounded run is found before hours of CPU."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 5
+    assert len(family) == 6  # dense, three gated points, the headline trained longer, sliding window
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -49,3 +50,17 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
         assert cfg.max_steps + cfg.lr_step_offset == dense.max_steps, name
         for step in (1, 1000, cfg.max_steps):
             assert _lr(step, cfg) == pytest.approx(_lr(step + branch_step, dense)), (name, step)
+
+
+def test_the_longer_headline_continues_it_where_it_stopped() -> None:
+    """gated_feature_long: the headline's kept weights, the dense schedule from step 9,000 on, the
+    Gumbel temperature at the headline's final value, everything else the headline's."""
+    recipes = {p.stem: p for p in RECIPES}
+    dense, head = TrainConfig.load(recipes["dense_transformer"]), TrainConfig.load(recipes["gated_feature"])
+    long = TrainConfig.load(recipes["gated_feature_long"])
+    assert long.init_from == "checkpoints/gated_feature/weights_last.pt" and (ROOT / long.init_from).is_file()
+    assert long.lr_step_offset == head.lr_step_offset + head.max_steps
+    for step in (1, 1000, long.max_steps):
+        assert _lr(step, long) == pytest.approx(_lr(step + long.lr_step_offset, dense))
+    assert long.model.tau_start == long.model.tau_end == head.model.tau_end
+    assert replace(long.model, tau_start=head.model.tau_start) == head.model
