@@ -16,6 +16,10 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framegate.engine.bundle import Bundle
 
 BOS, EOS = "<s>", "</s>"
 NO_PROBABILITY_LOG10 = -99.0  # ARPA's convention for <s>, which is only ever a context
@@ -117,18 +121,18 @@ def add_to_bundle(bundle_dir: Path, bpe_model: Path, manifest: Path, order: int,
     ngrams = estimate(sentences, emitting, order)
     if arpa is not None:
         write_arpa(ngrams, arpa)
-    return attach(bundle_dir, ngrams, search, {"order": order, "sentences": len(sentences), "source": str(manifest)})
+    return attach(bundle, ngrams, search, {"order": order, "sentences": len(sentences), "source": str(manifest)})
 
 
-def attach(bundle_dir: Path, ngrams: dict, search: dict, provenance: dict) -> Path:
-    """Store `ngrams` compiled as the bundle's lm.npz and make beam search with it the bundle's
+def attach(bundle: Bundle, ngrams: dict, search: dict, provenance: dict) -> Path:
+    """Store `ngrams` compiled as the loaded bundle's lm.npz and make beam search with it its
     search (bundle.json `search`: `search`'s beam, lm_weight, token_bonus, and the file)."""
     from framegate.engine.beam_search import configured_search
     from framegate.engine.bundle import Bundle
     from framegate.engine.token_lm import TokenLm
     from framegate.export.bundle_writer import file_record
 
-    bundle = Bundle.load(bundle_dir)
+    bundle_dir = bundle.path
     TokenLm.from_ngrams(ngrams, bundle.tokens).save(bundle_dir / "lm.npz")
     config = {key: value for key, value in bundle.manifest.items() if key != "search"}
     files = {**config.pop("files"), "lm.npz": file_record(bundle_dir / "lm.npz")}

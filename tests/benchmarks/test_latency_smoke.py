@@ -141,15 +141,15 @@ def test_cli_summary_says_n_a_for_figures_a_bundle_type_has_no_peer_for(monkeypa
 def test_a_bundle_with_its_own_search_is_measured_beside_greedy(tiny_bundle, one_input, tmp_path):
     import shutil
 
+    from framegate.engine.bundle import Bundle
     from framegate.export.token_lm import attach, estimate
 
-    bundle = tmp_path / "with_lm"
-    shutil.copytree(tiny_bundle, bundle)
-    pieces = json.loads((bundle / "bundle.json").read_text())["decoder"]["vocab_size"]
-    tokens = [line.split()[0] for line in (bundle / "tokens.txt").read_text(encoding="utf-8").splitlines()][2:pieces]
+    shutil.copytree(tiny_bundle, tmp_path / "with_lm")
+    bundle = Bundle.load(tmp_path / "with_lm")
+    tokens = bundle.tokens[2:]  # after <blk>, <unk>
     attach(bundle, estimate([tokens[i:i + 3] for i in range(len(tokens) - 2)], tokens, 2),
            {"beam": 3, "lm_weight": 0.3, "token_bonus": 1.0}, {"purpose": "tests"})
-    report = run(bundle, tmp_path / "latency.json", manifest=one_input, options=FAST)
+    report = run(bundle.path, tmp_path / "latency.json", manifest=one_input, options=FAST)
     searched = report["bundle_search"]
     assert searched["settings"]["beam"] == 3 and searched["rtf"] > 0 and searched["rtf_over_greedy"] > 0
     assert searched["latency_counts"]["last_word_ms"] == 1 and searched["peak_rss_mb"] > 0

@@ -116,10 +116,11 @@ def lm_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     """The tiny bundle with a 3-gram over its pieces (random text that prefers ▁a b) as its search."""
     out = tmp_path_factory.mktemp("lm_bundle") / "tiny"
     shutil.copytree(tiny_bundle, out)
+    bundle = Bundle.load(out)
     rng = np.random.default_rng(0)
-    emitting = Bundle.load(tiny_bundle).tokens[2:]  # after <blk>, <unk>
+    emitting = bundle.tokens[2:]  # after <blk>, <unk>
     sentences = [["▁a", "b"] * int(rng.integers(1, 4)) + [str(rng.choice(emitting))] for _ in range(200)]
-    attach(out, estimate(sentences, emitting, 3), {"beam": 4, "lm_weight": 0.3, "token_bonus": 1.0},
+    attach(bundle, estimate(sentences, emitting, 3), {"beam": 4, "lm_weight": 0.3, "token_bonus": 1.0},
            {"purpose": "tests"})
     return out
 
