@@ -31,7 +31,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 6  # dense, three gated points, the headline trained longer, sliding window
+    assert len(family) == 7  # dense, three gated points, sliding window, the headline and dense trained longer
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -64,3 +64,20 @@ def test_the_longer_headline_continues_it_where_it_stopped() -> None:
         assert _lr(step, long) == pytest.approx(_lr(step + long.lr_step_offset, dense))
     assert long.model.tau_start == long.model.tau_end == head.model.tau_end
     assert replace(long.model, tau_start=head.model.tau_start) == head.model
+
+
+def test_the_longer_dense_reference_matches_the_longer_headline() -> None:
+    """dense_transformer_long: the dense run's kept step-9,000 weights on its own schedule to the
+    longer headline's 12,000 steps; the model and everything that shapes the loss are the dense run's."""
+    recipes = {p.stem: p for p in RECIPES}
+    dense, long_dense = (TrainConfig.load(recipes[n]) for n in ("dense_transformer", "dense_transformer_long"))
+    long_gated = TrainConfig.load(recipes["gated_feature_long"])
+    assert long_dense.init_from == "checkpoints/dense_transformer/weights_last.pt"
+    assert (ROOT / long_dense.init_from).is_file()
+    assert long_dense.lr_step_offset == dense.max_steps
+    assert long_dense.lr_step_offset + long_dense.max_steps == long_gated.lr_step_offset + long_gated.max_steps
+    for step in (1, 1000, long_dense.max_steps):
+        assert _lr(step, long_dense) == pytest.approx(_lr(step + dense.max_steps, dense))
+    assert long_dense.model == dense.model
+    for name in ("ctc_weight", "ctc_units", "prune_range", "max_batch_frames", "nonspeech_pad_s"):
+        assert getattr(long_dense, name) == getattr(dense, name), name
