@@ -11,9 +11,11 @@ two boundary frames.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from framegate.export.compute_cost import FBANK_FRAMES_PER_SECOND
 from framegate.export.feature_cache import FeatureCache
+from framegate.export.models.lstm_transducer import LOOKAHEAD_FRAMES, SUBSAMPLING
 
 
 class NonSpeechPadding:
@@ -39,8 +41,18 @@ class NonSpeechPadding:
         start = int(rng.integers(len(segment) - frames + 1))
         return segment[start:start + frames]
 
-    def __call__(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """`feats` (T, bins) with, with the configured probability, a crop before and one after."""
+    def __call__(self, feats: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """`feats` (T, bins) with, with the configured probability, a crop before and one after;
+        and the frames put before it (where the utterance starts in the result)."""
         if rng.random() >= self.probability:
-            return feats
-        return np.concatenate([self._crop(rng), feats, self._crop(rng)])
+            return feats, 0
+        before = self._crop(rng)
+        return np.concatenate([before, feats, self._crop(rng)]), len(before)
+
+
+def encoder_frame_mask(fbank_mask: torch.Tensor, encoder_frames: int) -> torch.Tensor:
+    """(N, T) per-fbank-frame flags -> (N, encoder_frames): each encoder frame takes the flag of
+    the centre of its receptive field (fbank frames 4t .. 4t + 6 through the two 3-tap stride-2
+    convs of the x4 subsampling)."""
+    centre = torch.arange(encoder_frames, device=fbank_mask.device) * SUBSAMPLING + LOOKAHEAD_FRAMES
+    return fbank_mask[:, centre.clamp(max=fbank_mask.shape[1] - 1)]

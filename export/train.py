@@ -32,7 +32,7 @@ from framegate.export.loss import rnnt_loss
 from framegate.export.models import model_classes
 from framegate.export.models.lstm_transducer import (LstmTransducerConfig, decoder_contexts,
                                                      subsampled_length)
-from framegate.export.nonspeech_padding import NonSpeechPadding
+from framegate.export.nonspeech_padding import NonSpeechPadding, encoder_frame_mask
 from framegate.export.pruned_loss import SimpleJoiner, pruned_rnnt_loss
 from framegate.export.stop_request import StopRequest
 from framegate.export.tokenizer import BLANK_ID, load_bpe, train_bpe, write_tokens_txt
@@ -374,12 +374,17 @@ class Trainer:
         return batches[self.rank:usable:self.world]
 
     def _collate(self, idx: list[int], augment: bool, rng: np.random.Generator):
+        """(x, lengths, y, tlen, nonspeech): nonspeech (N, T) flags the fbank frames without speech
+        (padding crops, and the whole of a silence/noise segment)."""
         feats = [self.train_set.features(i) for i in idx]
+        starts = [0] * len(feats)
+        speech = [len(f) if self.train_set.utterances[i].text else 0 for i, f in zip(idx, feats)]
         if self.padding is not None:
-            feats = [self.padding(f, rng) for f in feats]
-        feats = [torch.from_numpy(f) for f in feats]
+            feats, starts = (list(z) for z in zip(*(self.padding(f, rng) for f in feats)))
         lengths = torch.tensor([len(f) for f in feats])
-        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        frames = torch.arange(int(lengths.max()))
+        nonspeech = torch.stack([(frames < s) | (frames >= s + n) for s, n in zip(starts, speech)])
+        x = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f in feats], batch_first=True)
         if augment:
             x = _spec_augment(x, lengths, rng)
         toks = [self.train_tokens[i] for i in idx]
@@ -387,9 +392,9 @@ class Trainer:
         y = torch.zeros(len(idx), max(1, int(tlen.max())), dtype=torch.long)
         for i, t in enumerate(toks):
             y[i, :len(t)] = torch.tensor(t, dtype=torch.long)
-        return x, lengths, y, tlen
+        return x, lengths, y, tlen, nonspeech
 
-    def _loss(self, x, lengths, y, tlen) -> tuple[torch.Tensor, dict]:
+    def _loss(self, x, lengths, y, tlen, nonspeech: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         m = self.model
         if hasattr(m, "set_training_step"):  # e.g. the gated model's Gumbel temperature
             m.set_training_step(self.step)
@@ -411,7 +416,8 @@ class Trainer:
             loss = loss + penalty
             parts["ewc"] = float(penalty.detach())
         if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
-            aux, aux_parts = m.auxiliary_loss(enc_len)
+            frames_nonspeech = None if nonspeech is None else encoder_frame_mask(nonspeech, enc.shape[1])
+            aux, aux_parts = m.auxiliary_loss(enc_len, frames_nonspeech)
             loss = loss + aux
             parts.update(aux_parts)
         return loss, parts

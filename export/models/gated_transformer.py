@@ -40,6 +40,12 @@ frames (benchmarks/README.md, "Compute savings"). The term added per chunk and p
 wake_cost_frames * the part's MACs * P(any frame of the chunk on) = 1 - prod(1 - p_t), and the
 dense denominator pays it for every chunk, so the fraction stays 1 for a dense model. Gates that
 agree within a chunk then cost less than the same number scattered over more chunks.
+
+`nonspeech_compute_lambda` (0 by default) adds a second term: that weight * the expected MAC
+fraction over the frames without speech (the trainer flags padding crops and silence/noise
+segments). Training batches hold mostly speech, a deployed always-listening device hears mostly
+none: the uniform term prices a silent frame as a speech frame, so it buys less saving there than
+the device needs; this term weighs the frames where compute is wasted most. Run time is unchanged.
 """
 from __future__ import annotations
 
@@ -78,6 +84,7 @@ class GatedTransformerConfig:
     arbitrator_hidden: int = 64
     gate_init_bias: float = 3.0     # arbitrator logits start here: gates on, a warm start stays dense
     compute_lambda: float = 0.0     # weight of the expected compute fraction in the loss
+    nonspeech_compute_lambda: float = 0.0  # weight of the expected compute fraction on frames without speech
     wake_cost_frames: float = 0.0   # per chunk a woken part also costs this many frames of its MACs
     tau_start: float = 1.0
     tau_end: float = 0.1
@@ -96,9 +103,10 @@ class GatedTransformerConfig:
         if self.arbitrator not in ARBITRATORS:
             raise ValueError(f"GatedTransformerConfig.arbitrator must be one of {ARBITRATORS}, "
                              f"got {self.arbitrator!r}")
-        if self.compute_lambda < 0 or self.wake_cost_frames < 0 or not 0 < self.tau_end <= self.tau_start:
-            raise ValueError("GatedTransformerConfig: need compute_lambda >= 0, wake_cost_frames >= 0 "
-                             "and 0 < tau_end <= tau_start")
+        if (min(self.compute_lambda, self.nonspeech_compute_lambda, self.wake_cost_frames) < 0
+                or not 0 < self.tau_end <= self.tau_start):
+            raise ValueError("GatedTransformerConfig: need compute_lambda, nonspeech_compute_lambda and "
+                             "wake_cost_frames >= 0 and 0 < tau_end <= tau_start")
 
     @property
     def window_frames(self) -> int:
@@ -321,9 +329,12 @@ class GatedTransformer(nn.Module):
         progress = min(1.0, step / c.tau_anneal_steps)
         self.encoder.tau = c.tau_start * (c.tau_end / c.tau_start) ** progress
 
-    def auxiliary_loss(self, enc_lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def auxiliary_loss(self, enc_lengths: torch.Tensor, nonspeech: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, dict[str, float]]:
         """compute_lambda * the expected encoder cost fraction over the last batch's real frames:
-        MACs, plus each chunk's part wake-ups when wake_cost_frames > 0 (module docstring)."""
+        MACs, plus each chunk's part wake-ups when wake_cost_frames > 0 (module docstring); plus
+        nonspeech_compute_lambda * the expected MAC fraction over the frames `nonspeech` (N, T')
+        flags, which an always-listening device hears most of its life."""
         if self.cfg.arbitrator == "none":
             return torch.zeros(()), {}
         cfg = self.cfg
@@ -333,8 +344,13 @@ class GatedTransformer(nn.Module):
         mean = (fraction * valid).sum() / frames
         hard_on = float((self.encoder.last_gates > 0.5).float().mean())
         parts = {"compute": float(mean.detach()), "gates_on": hard_on, "tau": self.encoder.tau}
+        extra = torch.zeros(())
+        if nonspeech is not None and bool((quiet := nonspeech & valid).any()):
+            quiet_mean = (fraction * quiet).sum() / quiet.sum()
+            parts["compute_nonspeech"] = float(quiet_mean.detach())
+            extra = cfg.nonspeech_compute_lambda * quiet_mean
         if cfg.wake_cost_frames == 0:
-            return cfg.compute_lambda * mean, parts
+            return cfg.compute_lambda * mean + extra, parts
         macs = part_macs(cfg)
         dense_part = torch.tensor([macs["attention_fixed"] + macs["attention_per_key"] * (cfg.left_context + 1),
                                    macs["feed_forward"]] * cfg.num_layers, dtype=fraction.dtype)
@@ -346,4 +362,4 @@ class GatedTransformer(nn.Module):
         cost = (mean * dense + wake_macs) / (dense + dense_wake_macs)
         parts.update(cost=float(cost.detach()),
                      chunk_parts_on=float((wakes > 0.5).float().sum() / (chunks.sum() * cfg.num_gates)))
-        return cfg.compute_lambda * cost, parts
+        return cfg.compute_lambda * cost + extra, parts

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from framegate.export.models.gated_transformer import GatedTransformer, GatedTransformerConfig, part_macs
+from framegate.export.models.lstm_transducer import subsampled_length
+from framegate.export.nonspeech_padding import encoder_frame_mask
 from framegate.export.train import TrainConfig, Trainer
 
 TINY = dict(vocab_size=40, conv_channels=4, d_model=16, num_heads=2, ff_dim=32, num_layers=2, left_context=4,
@@ -58,9 +60,15 @@ def test_trainer_pads_batches_and_reports_gates_on_speech_and_on_silence(tiny_co
                                               max_batch_frames=800, nonspeech_pad_s=0.5,
                                               nonspeech_pad_probability=1.0)))
     idx = [i for i, u in enumerate(plain.train_set.utterances) if u.text][:3]
-    x_plain, len_plain, y_plain, _ = plain._collate(idx, False, np.random.default_rng(0))
-    x_padded, len_padded, y_padded, _ = padded._collate(idx, False, np.random.default_rng(0))
+    x_plain, len_plain, y_plain, _, quiet_plain = plain._collate(idx, False, np.random.default_rng(0))
+    x_padded, len_padded, y_padded, _, quiet_padded = padded._collate(idx, False, np.random.default_rng(0))
     assert (len_padded > len_plain).all() and np.array_equal(y_padded, y_plain)  # same words, more frames
+    for i, n in enumerate(len_plain.tolist()):  # the flags mark the crops: the utterance's own frames are speech
+        start = int(quiet_padded[i].long().argmin())
+        assert torch.equal(x_padded[i, start:start + n], x_plain[i, :n])
+        assert not quiet_padded[i, start:start + n].any() and quiet_padded[i, :start].all() and start > 0
+        assert quiet_padded[i, start + n:len_padded[i]].all()
+        assert not quiet_plain[i, :n].any()
     assert len(padded._epoch_batches(0)) > len(plain._epoch_batches(0))  # batches budget for the padding
     result = padded.evaluate()
     assert 0.0 <= result["gates_on_speech"] <= 1.0 and 0.0 <= result["gates_on_empty"] <= 1.0
@@ -209,3 +217,33 @@ def test_recipes_share_the_dense_shape_so_every_warm_start_loads():
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{dense.max_steps - cfg.max_steps}.pt"
         shapes = {k: v.shape for k, v in GatedTransformer(cfg.model).state_dict().items()}
         assert {k: v for k, v in shapes.items() if "arbitrator" not in k} == dense_shapes, name
+
+
+def test_silence_segments_are_flagged_whole_and_the_nonspeech_term_prices_only_their_frames(tiny_corpus, tmp_path):
+    """nonspeech_compute_lambda adds its weight * the mean expected MAC fraction over the flagged frames."""
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "quiet", {"arbitrator": "feature"},
+                                               max_steps=1)))
+    utts = trainer.train_set.utterances
+    idx = [next(i for i, u in enumerate(utts) if not u.text), next(i for i, u in enumerate(utts) if u.text)]
+    x, lengths, y, tlen, quiet = trainer._collate(idx, False, np.random.default_rng(0))
+    assert quiet[0, :lengths[0]].all() and not quiet[1, :lengths[1]].any()
+    model = GatedTransformer(GatedTransformerConfig(**TINY, arbitrator="feature", compute_lambda=2.0,
+                                                    nonspeech_compute_lambda=5.0))
+    model.eval()
+    model.encoder(x)
+    enc_len = subsampled_length(lengths)
+    frames_quiet = encoder_frame_mask(quiet, int(enc_len.max()))
+    plain, parts_plain = model.auxiliary_loss(enc_len)
+    priced, parts = model.auxiliary_loss(enc_len, frames_quiet)
+    fraction = model.encoder.expected_compute_fraction()
+    expected_quiet = fraction[0, :enc_len[0]].mean()
+    assert parts["compute_nonspeech"] == pytest.approx(float(expected_quiet), rel=1e-5)
+    assert float(priced - plain) == pytest.approx(5.0 * float(expected_quiet), rel=1e-5)
+    assert "compute_nonspeech" not in parts_plain
+
+
+def test_encoder_frames_take_the_flag_of_their_receptive_fields_centre() -> None:
+    fbank = torch.zeros(1, 40, dtype=torch.bool)
+    fbank[0, :12] = True   # encoder frame t sees fbank 4t .. 4t + 6, centre 4t + 3: frames 0, 1, 2
+    mask = encoder_frame_mask(fbank, int(subsampled_length(40)))
+    assert mask.shape == (1, 9) and mask[0].tolist() == [True, True, True] + [False] * 6

@@ -136,7 +136,7 @@ def test_character_ctc_head_trains_and_resumes_with_the_model(tiny_corpus: Path,
     resumed = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "chars", max_steps=3, ctc_units="chars")))
     saved = torch.load(tmp_path / "chars" / "checkpoint.pt", weights_only=False)["char_ctc"]
     assert resumed.step == 2 and torch.equal(resumed.char_ctc.weight, saved["weight"])
-    x, lengths, y, tlen = resumed._collate([0, 1], False, np.random.default_rng(0))
+    x, lengths, y, tlen, _ = resumed._collate([0, 1], False, np.random.default_rng(0))
     loss, parts = resumed._loss(x, lengths, y, tlen)
     loss.backward()
     assert parts["ctc"] > 0 and resumed.char_ctc.weight.grad is not None
