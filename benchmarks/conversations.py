@@ -6,8 +6,11 @@ voices: use the test split's). Every engine hears the same mixture, fed in 100 m
 
 Per overlap-ratio bucket:
   cpwer / orcwer     meeteval's concatenated minimum-permutation WER (reference: each
-                     speaker's turns joined; hypothesis: each channel's segments joined) and
-                     ORC-WER (each reference turn may go to either channel)
+                     speaker's turns joined; hypothesis: the STS segments joined per speaker,
+                     speakers found by clustering the segments' audio as the cascade does, since
+                     a turn takes the first free channel and channels are not speakers) and
+                     ORC-WER (each reference turn may go to either channel);
+                     cpwer_channels_as_speakers: cpWER with each channel taken as one speaker
   turn_count_accuracy  share of conversations whose segment count equals the turn count
   sot_delay_ms / eot_delay_ms  p50, p90 of segment start/end minus reference turn start/end,
                      over turns matched one-to-one to segments by time overlap (Hungarian)
@@ -129,20 +132,42 @@ def fbank_statistics(samples_16k: np.ndarray) -> np.ndarray:
     return np.concatenate([feats.mean(0), feats.std(0)]) if len(feats) else np.zeros(160)
 
 
+def two_speakers(samples_16k: np.ndarray, spans: list[tuple[int, int]],
+                 embed: Callable[[np.ndarray], np.ndarray]) -> list[int]:
+    """Speaker label 0/1 of each sample span: 2-way k-means of the spans' standardized embeddings."""
+    if len(spans) < 2:
+        return [0] * len(spans)
+    from sklearn.cluster import KMeans
+
+    x = np.asarray([embed(samples_16k[a:b]) for a, b in spans])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    return KMeans(n_clusters=2, n_init=4, random_state=0).fit_predict(x).tolist()
+
+
+def by_speaker(samples_16k: np.ndarray, segments: list[Segment],
+               embed: Callable[[np.ndarray], np.ndarray]) -> dict[str, str]:
+    """STS segments joined per speaker, speakers found by clustering the segments' audio.
+
+    STS channels are not speakers: a turn takes the first free channel, so in a conversation
+    without overlap every turn is on channel 0. Who said what (cpWER) needs each segment's
+    speaker; the segments' own spans of the mixture are clustered as the cascade clusters its
+    energy segments. Channels stay what ORC-WER scores."""
+    spoken = sorted((s for s in segments if s.text), key=lambda s: s.start_s)
+    spans = [(int(s.start_s * SAMPLE_RATE), max(int(s.end_s * SAMPLE_RATE), int(s.start_s * SAMPLE_RATE) + 1))
+             for s in spoken]
+    out: dict[str, list[str]] = {}
+    for seg, label in zip(spoken, two_speakers(samples_16k, spans, embed)):
+        out.setdefault(str(label), []).append(seg.text)
+    return {k: " ".join(v) for k, v in out.items()}
+
+
 def cascade(recognizer: Recognizer, samples_16k: np.ndarray,
             embed: Callable[[np.ndarray], np.ndarray] = fbank_statistics) -> list[Segment]:
     """Energy segmentation -> 2-way k-means on per-segment embeddings -> the single-speaker bundle per segment."""
     spans = energy_segments(samples_16k)
     if not spans:
         return []
-    stats = [embed(samples_16k[a:b]) for a, b in spans]
-    labels = [0] * len(spans)
-    if len(spans) >= 2:
-        from sklearn.cluster import KMeans
-
-        x = np.asarray(stats)
-        x = (x - x.mean(0)) / (x.std(0) + 1e-6)
-        labels = KMeans(n_clusters=2, n_init=4, random_state=0).fit_predict(x).tolist()
+    labels = two_speakers(samples_16k, spans, embed)
     out = []
     for (a, b), label in zip(spans, labels):
         text = recognizer.transcribe(samples_16k[a:b], SAMPLE_RATE).text
@@ -204,8 +229,9 @@ def run(model: Path, manifest: Path, out: Path, single: Path | None = None, thre
         alone_errors, alone_words = word_errors(alone_refs, alone_hyps)
         record = {"audio": row["audio"], "overlap_ratio": row["overlap_ratio"], "bucket": bucket_of(row["overlap_ratio"]),
                   "turns": len(turns), "segments": len(segments), "sot_delay_ms": starts, "eot_delay_ms": ends,
-                  "hyp": by_channel(segments)}
-        record["cp_errors"], record["orc_errors"], record["words"] = cp_orc(turns, record["hyp"])
+                  "hyp": by_channel(segments), "hyp_speakers": by_speaker(samples, segments, embed)}
+        record["cp_errors"], _, record["words"] = cp_orc(turns, record["hyp_speakers"])
+        record["cp_channel_errors"], record["orc_errors"], _ = cp_orc(turns, record["hyp"])
         record["single_speaker"] = dict(zip(("cp_errors", "orc_errors"), cp_orc(turns, {"0": base_text})[:2]),
                                         segments=len(base_segments))
         record["cascade"] = dict(zip(("cp_errors", "orc_errors"), cp_orc(turns, by_channel(casc))[:2]),
@@ -238,7 +264,7 @@ def _bucket(name: str, convs: list[dict]) -> dict | None:
         return sum((c[sub][key] if sub else c[key]) for c in convs) / words
 
     return {"overlap": name, "conversations": len(convs), "words": words,
-            "cpwer": rate("cp_errors"), "orcwer": rate("orc_errors"),
+            "cpwer": rate("cp_errors"), "orcwer": rate("orc_errors"), "cpwer_channels_as_speakers": rate("cp_channel_errors"),
             "turn_count_accuracy": sum(c["segments"] == c["turns"] for c in convs) / len(convs),
             "sot_delay_ms": _percentiles([d for c in convs for d in c["sot_delay_ms"]]),
             "eot_delay_ms": _percentiles([d for c in convs for d in c["eot_delay_ms"]]),
