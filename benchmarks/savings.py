@@ -219,6 +219,7 @@ def run(model: Path, manifest: Path, out: Path, compare: list[Path] = (), dense:
             "arbitrator": gating["arbitrator"],
             "left_context": point.recognizer.bundle.manifest["encoder"]["left_context"],
             "lambda": gating["compute_lambda"],
+            "nonspeech_lambda": gating.get("nonspeech_compute_lambda", 0.0),  # bundles before it: 0
             "wake_cost_frames": gating["wake_cost_frames"],
             "threshold": point.threshold,
             "wer": wer,

@@ -177,6 +177,7 @@ def export_gated_bundle(model: GatedTransformer, out_dir: Path, tokens: Path, mo
         "decision": "on when sigmoid(logit) > threshold",
         "default_threshold": DEFAULT_THRESHOLD,
         "compute_lambda": cfg.compute_lambda,
+        "nonspeech_compute_lambda": cfg.nonspeech_compute_lambda,
         "wake_cost_frames": cfg.wake_cost_frames,
         "part_macs_per_frame": {k: v for k, v in macs.items() if k != "dense_per_frame"},
         "mac_denominator_per_frame": macs["dense_per_frame"],

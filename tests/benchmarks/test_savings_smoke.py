@@ -7,7 +7,7 @@ import soundfile as sf
 
 from framegate.engine.cli import main
 
-KEYS = {"name", "lambda", "threshold", "wer", "wer_dense", "wer_ci95", "mac_fraction", "time_ratio_vs_dense",
+KEYS = {"name", "lambda", "nonspeech_lambda", "threshold", "wer", "wer_dense", "wer_ci95", "mac_fraction", "time_ratio_vs_dense",
         "time_ratio_vs_ort_dense", "silence_mac_fraction", "noise_mac_fraction", "insertions_per_hour"}
 
 
