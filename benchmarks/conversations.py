@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -152,13 +153,10 @@ def by_speaker(samples_16k: np.ndarray, segments: list[Segment],
     without overlap every turn is on channel 0. Who said what (cpWER) needs each segment's
     speaker; the segments' own spans of the mixture are clustered as the cascade clusters its
     energy segments. Channels stay what ORC-WER scores."""
-    spoken = sorted((s for s in segments if s.text), key=lambda s: s.start_s)
+    spoken = [s for s in segments if s.text]
     spans = [(int(s.start_s * SAMPLE_RATE), max(int(s.end_s * SAMPLE_RATE), int(s.start_s * SAMPLE_RATE) + 1))
              for s in spoken]
-    out: dict[str, list[str]] = {}
-    for seg, label in zip(spoken, two_speakers(samples_16k, spans, embed)):
-        out.setdefault(str(label), []).append(seg.text)
-    return {k: " ".join(v) for k, v in out.items()}
+    return by_channel([replace(s, channel=label) for s, label in zip(spoken, two_speakers(samples_16k, spans, embed))])
 
 
 def cascade(recognizer: Recognizer, samples_16k: np.ndarray,
