@@ -31,7 +31,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 8  # dense, four gated points, sliding window, the headline and dense trained longer
+    assert len(family) == 9  # dense, five gated points, sliding window, the headline and dense trained longer
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -40,7 +40,8 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
     """Same total steps, same learning rate at every step: only the gates differ from the reference."""
     recipes = {p.stem: p for p in RECIPES}
     dense = TrainConfig.load(recipes["dense_transformer"])
-    for name in ("gated_feature", "gated_feature_lambda64", "gated_feature_nonspeech", "gated_block", "sliding_window"):
+    for name in ("gated_feature", "gated_feature_lambda64", "gated_feature_nonspeech", "gated_feature_lambda96_nonspeech",
+                 "gated_block", "sliding_window"):
         cfg = TrainConfig.load(recipes[name])
         branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{branch_step}.pt", name
@@ -89,3 +90,12 @@ def test_the_nonspeech_priced_run_differs_from_the_headline_only_in_that_term() 
     assert quiet.model.nonspeech_compute_lambda > 0 == head.model.nonspeech_compute_lambda
     assert replace(quiet.model, nonspeech_compute_lambda=0.0) == head.model
     assert replace(quiet, model=head.model, work_dir=head.work_dir) == head
+
+
+def test_the_lambda96_run_differs_from_the_nonspeech_run_only_in_the_speech_price() -> None:
+    recipes = {p.stem: p for p in RECIPES}
+    quiet, lower = (TrainConfig.load(recipes[n]) for n in ("gated_feature_nonspeech", "gated_feature_lambda96_nonspeech"))
+    assert lower.model.compute_lambda < quiet.model.compute_lambda
+    assert lower.model.nonspeech_compute_lambda == quiet.model.nonspeech_compute_lambda > 0
+    assert replace(lower.model, compute_lambda=quiet.model.compute_lambda) == quiet.model
+    assert replace(lower, model=quiet.model, work_dir=quiet.work_dir) == quiet
