@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from framegate.export.distillation import EncoderDistillation
 from framegate.export.feature_cache import FeatureCache, length_buckets, read_manifest
 from framegate.export.greedy import greedy_search
 from framegate.export.loss import rnnt_loss
@@ -81,6 +82,8 @@ class TrainConfig:
     ewc_lambda: float = 0.0               # with finetune_on: EWC strength (export/ewc.py); 0 = plain
     fisher_utterances: int = 500          # original training utterances the EWC Fisher is estimated on
     conversations: dict = field(default_factory=dict)  # model_type "sts": export/sts_train.py ConversationTraining
+    distill_from: str = ""                # a frozen reference's weights (e.g. the dense model) whose encoder
+    distill_weight: float = 0.0           # output the student's is pulled toward (export/distillation.py)
 
     def validate(self) -> None:
         if not (Path(self.corpus_dir) / "train.jsonl").exists():
@@ -91,6 +94,9 @@ class TrainConfig:
         for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale", "lr_step_offset", "nonspeech_pad_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0")
+        if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.distill_from):
+            raise ValueError("TrainConfig.distill_weight must be > 0 with distill_from and 0 without it, "
+                             f"got {self.distill_weight} with distill_from {self.distill_from!r}")
         if self.init_parts not in ("all", "encoder", "prediction"):
             raise ValueError(f"TrainConfig.init_parts must be 'all', 'encoder' or 'prediction', "
                              f"got {self.init_parts!r}")
@@ -209,6 +215,8 @@ class Trainer:
                 self._warm_start(Path(cfg.init_from))
             if not cfg.init_from or cfg.init_parts == "prediction":  # a fresh encoder
                 self._init_normalization()
+        self.distillation = (EncoderDistillation(Path(cfg.distill_from), cfg.distill_weight, cfg.model.joiner_dim)
+                             if cfg.distill_from else None)
         if cfg.finetune_on and cfg.ewc_lambda > 0:
             from framegate.export.ewc import for_finetuning
 
@@ -415,6 +423,10 @@ class Trainer:
             penalty = self.ewc.penalty(m)
             loss = loss + penalty
             parts["ewc"] = float(penalty.detach())
+        if self.distillation is not None:  # a gated student pulled toward the dense reference
+            distill = self.distillation.loss(x, enc, enc_len)
+            loss = loss + distill
+            parts["distill"] = float(distill.detach())
         if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
             frames_nonspeech = None if nonspeech is None else encoder_frame_mask(nonspeech, enc.shape[1])
             aux, aux_parts = m.auxiliary_loss(enc_len, frames_nonspeech)

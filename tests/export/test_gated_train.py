@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -236,9 +237,9 @@ def test_silence_segments_are_flagged_whole_and_the_nonspeech_term_prices_only_t
     plain, parts_plain = model.auxiliary_loss(enc_len)
     priced, parts = model.auxiliary_loss(enc_len, frames_quiet)
     fraction = model.encoder.expected_compute_fraction()
-    expected_quiet = fraction[0, :enc_len[0]].mean()
-    assert parts["compute_nonspeech"] == pytest.approx(float(expected_quiet), rel=1e-5)
-    assert float(priced - plain) == pytest.approx(5.0 * float(expected_quiet), rel=1e-5)
+    expected_quiet = float(fraction[0, :enc_len[0]].mean().detach())
+    assert parts["compute_nonspeech"] == pytest.approx(expected_quiet, rel=1e-5)
+    assert float((priced - plain).detach()) == pytest.approx(5.0 * expected_quiet, rel=1e-5)
     assert "compute_nonspeech" not in parts_plain
 
 
@@ -247,3 +248,49 @@ def test_encoder_frames_take_the_flag_of_their_receptive_fields_centre() -> None
     fbank[0, :12] = True   # encoder frame t sees fbank 4t .. 4t + 6, centre 4t + 3: frames 0, 1, 2
     mask = encoder_frame_mask(fbank, int(subsampled_length(40)))
     assert mask.shape == (1, 9) and mask[0].tolist() == [True, True, True] + [False] * 6
+
+
+def test_distillation_pulls_the_student_toward_the_frozen_dense_teacher(tiny_corpus, tmp_path):
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "dense", {}, max_steps=2))).train()
+    teacher_path = tmp_path / "dense" / "weights_last.pt"
+    cfg = _config(tmp_path, tiny_corpus, "student", {"arbitrator": "feature", "compute_lambda": 4.0}, max_steps=3,
+                  init_from=str(teacher_path), distill_from=str(teacher_path), distill_weight=2.0)
+    student = Trainer(TrainConfig.load(cfg))
+    teacher = student.distillation.teacher
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert not {id(p) for p in teacher.parameters()} & {id(p) for g in student.opt.param_groups for p in g["params"]}
+    x, lengths, _, _, _ = student._collate([0, 1, 2], False, np.random.default_rng(0))
+    enc_len = subsampled_length(lengths).clamp(min=1)
+    student.model.eval()  # the warm start with every gate on (bias 3) is the teacher itself
+    with torch.no_grad():
+        assert float(student.distillation.loss(x, student.model.encoder(x)[0], enc_len)) == pytest.approx(0, abs=1e-10)
+        student.model.encoder.out.weight.mul_(1.5)
+    enc = student.model.encoder(x)[0]
+    target = teacher.encoder(x)[0]
+    expected = 2.0 * sum(float((enc[i, :n] - target[i, :n]).detach().pow(2).mean(-1).sum()) for i, n in
+                         enumerate(enc_len.tolist())) / 3
+    loss = student.distillation.loss(x, enc, enc_len)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5) and expected > 0
+    loss.backward()
+    assert student.model.encoder.out.weight.grad.abs().sum() > 0
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student.model.train()
+    student.train()
+    assert student.step == 3 and "distill" in student._loss(*student._collate([0, 1], False,
+                                                                              np.random.default_rng(0)))[1]
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())  # the teacher never trains
+
+
+def test_distillation_settings_and_teachers_that_cannot_teach_are_refused(tiny_corpus, tmp_path):
+    for settings in (dict(distill_weight=1.0), dict(distill_from="x.pt"), dict(distill_from="x.pt", distill_weight=-1.0)):
+        with pytest.raises(ValueError, match="distill_weight"):
+            TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", **settings).validate()
+    wide = GatedTransformerConfig(**{**TINY, "joiner_dim": 24})
+    path = tmp_path / "wide.pt"
+    torch.save(dict(model=GatedTransformer(wide).state_dict(), model_config=asdict(wide),
+                    model_type="gated_transformer"), path)
+    for teacher, match in ((path, "gives 24 dims, the student's 16"), (tmp_path / "none.pt", "no such")):
+        cfg = _config(tmp_path, tiny_corpus, "refused", {"arbitrator": "feature"}, max_steps=1,
+                      distill_from=str(teacher), distill_weight=1.0)
+        with pytest.raises(ValueError, match=match):
+            Trainer(TrainConfig.load(cfg))

@@ -1,0 +1,51 @@
+"""Encoder distillation from a frozen dense reference into a gated student.
+
+A gated run prunes most of the network on speech, and the transducer loss alone only says
+what the words are, not how the dense model represented them: the student relearns that
+from 3,000 steps of labels. Pulling the student's encoder output toward the dense
+reference's on the same (augmented) batch gives every frame a dense target as well, the
+standard remedy for pruned and dynamic networks. The teacher runs in eval mode without
+gradients and is never saved with the student; the loss is a training aid only.
+
+loss = weight * sum over real frames of mean-over-dims (student - teacher)^2, per utterance
+(the transducer loss is per utterance too, so the weight does not depend on batch size).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from framegate.export.models import model_classes
+
+
+class EncoderDistillation:
+    """The frozen teacher and the distance of a student's encoder output from its."""
+
+    def __init__(self, path: Path, weight: float, joiner_dim: int) -> None:
+        if not path.is_file():
+            raise ValueError(f"distill_from {path}: no such weights checkpoint")
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if "model_type" not in saved or "model_config" not in saved:
+            raise ValueError(f"distill_from {path}: not a weights checkpoint (needs model_type and model_config)")
+        model_cls, config_cls = model_classes(saved["model_type"])
+        self.teacher: nn.Module = model_cls(config_cls(**saved["model_config"]))
+        self.teacher.load_state_dict(saved["model"])
+        if self.teacher.cfg.joiner_dim != joiner_dim:
+            raise ValueError(f"distill_from {path}: its encoder gives {self.teacher.cfg.joiner_dim} dims, "
+                             f"the student's {joiner_dim}")
+        self.teacher.eval().requires_grad_(False)
+        self.weight = weight
+        self.source = {"from": str(path), "step": saved.get("step", 0), "weight": weight}
+
+    def loss(self, x: torch.Tensor, student_enc: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
+        """weight * per-utterance squared distance over the real frames of `enc_lengths`."""
+        with torch.no_grad():
+            target, _ = self.teacher.encoder(x)
+        if target.shape != student_enc.shape:
+            raise ValueError(f"teacher encoder output {tuple(target.shape)} != student's {tuple(student_enc.shape)}: "
+                             "distill only between encoders of the same frame rate and width")
+        valid = torch.arange(student_enc.shape[1]).unsqueeze(0) < enc_lengths.unsqueeze(1)
+        per_frame = (student_enc - target).pow(2).mean(-1)
+        return self.weight * (per_frame * valid).sum() / len(enc_lengths)
