@@ -130,15 +130,17 @@ def _text(record: dict) -> str:
 
 def _latencies(records: list[dict], utterances: list[Utterance], key: str) -> dict[str, list[float]]:
     """Per-utterance latencies in ms from the `key` pass ("virtual" or "real_time")."""
-    out: dict[str, list[float]] = {"last_word_ms": [], "last_word_compute_ms": [], "endpoint_ms": [],
-                                   "first_partial_ms": []}
+    out: dict[str, list[float]] = {"last_word_ms": [], "last_word_compute_ms": [], "settled_ms": [],
+                                   "endpoint_ms": [], "first_partial_ms": []}
     for record, utt in zip(records, utterances):
         run = record.get(key)
         if run is None:
             continue
+        if run["last_word_s"] is not None:
+            out["last_word_ms"].append(1000 * (run["last_word_s"] - utt.speech_end_s))
+            out["last_word_compute_ms"].append(1000 * (run["last_word_s"] - run["last_word_arrival_s"]))
         if run["last_token_s"] is not None:
-            out["last_word_ms"].append(1000 * (run["last_token_s"] - utt.speech_end_s))
-            out["last_word_compute_ms"].append(1000 * (run["last_token_s"] - run["last_token_arrival_s"]))
+            out["settled_ms"].append(1000 * (run["last_token_s"] - utt.speech_end_s))
         if run["endpoint_s"] is not None:
             out["endpoint_ms"].append(1000 * (run["endpoint_s"] - utt.speech_end_s))
         if run["first_token_s"] is not None:
@@ -157,6 +159,7 @@ def _framegate_summary(result: dict, utterances: list[Utterance], chunk_ms: floa
         "chunks": len(chunk_times),
         "last_word_ms": percentiles(lat["last_word_ms"], (50, 95)),
         "last_word_compute_ms": percentiles(lat["last_word_compute_ms"], (50, 95)),
+        "settled_ms": percentiles(lat["settled_ms"], (50, 95)),
         "endpoint_ms": percentiles(lat["endpoint_ms"], (50, 95)),
         "first_partial_ms": percentiles(lat["first_partial_ms"], (50, 95)),
         "latency_counts": {k: len(v) for k, v in lat.items()},

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from framegate.engine.recognizer import Recognizer
+from framegate.engine.stream import WORD_MARKER
 
 RATE = 16000
 
@@ -41,15 +42,19 @@ class WindowCountingRecognizer(Recognizer):
 class PacedRun:
     """Times in seconds from the stream's start (audio time = wall time at real pace).
 
-    `last_token_s` is when the result started to show its final tokens for good (greedy
-    partials only grow, so that is when it first held the last word; a beam search's best
-    hypothesis may still change before it settles); `endpoint_s` is
-    the first endpoint at or after it. `last_token_arrival_s` is the arrival of the block
-    whose call emitted that token: the emission time minus it is compute and queueing.
+    `last_word_s` is when the result started to show the final result's last word as its own
+    last word for good (the issue's "first holds the utterance's last word"; greedy partials
+    only grow, so for greedy search that is when the last word's last piece appeared). `last_token_s` is
+    when the whole result stopped changing: later than `last_word_s` when a beam search still
+    revises earlier words after the last one is shown. `endpoint_s` is the first endpoint at
+    or after `last_token_s`. The `*_arrival_s` times are the arrival of the block whose call
+    showed it: the moment minus its arrival is compute and queueing.
     """
 
     tokens: list[str]
     first_token_s: float | None
+    last_word_s: float | None
+    last_word_arrival_s: float | None
     last_token_s: float | None
     last_token_arrival_s: float | None
     endpoint_s: float | None
@@ -89,15 +94,31 @@ def run_paced(recognizer: WindowCountingRecognizer, samples_16k: np.ndarray, blo
         history.append((finish, arrival, stream.result.tokens, stream.is_endpoint))
     tokens = stream.result.tokens
     first = next((h for h in history if h[2]), None)
-    last = None  # the call from which the result shows its final tokens for good
-    for h in reversed(history if tokens else []):
-        if h[2] != tokens:
-            break
-        last = h
+    last = _held_from(history, lambda shown: shown == tokens) if tokens else None
+    word = last_word(tokens)
+    last_word_call = _held_from(history, lambda shown: last_word(shown) == word) if word else None
     endpoint = None
     if last is not None:
         after = history[history.index(last):]
         endpoint = next((h for h in after if h[3]), None)
     return PacedRun(tokens=list(tokens), first_token_s=first[0] if first else None,
+                    last_word_s=last_word_call[0] if last_word_call else None,
+                    last_word_arrival_s=last_word_call[1] if last_word_call else None,
                     last_token_s=last[0] if last else None, last_token_arrival_s=last[1] if last else None,
                     endpoint_s=endpoint[0] if endpoint else None, chunk_compute_s=chunk_compute, compute_s=total)
+
+
+def last_word(tokens: list[str]) -> str | None:
+    """The last whole word of a piece sequence (None if it has no word)."""
+    words = "".join(tokens).replace(WORD_MARKER, " ").split()
+    return words[-1] if words else None
+
+
+def _held_from(history: list[tuple], holds) -> tuple | None:
+    """The first call from which every later result satisfies `holds`, or None."""
+    held = None
+    for h in reversed(history):
+        if not holds(h[2]):
+            break
+        held = h
+    return held

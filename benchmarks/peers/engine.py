@@ -22,7 +22,8 @@ from framegate.engine.endpoint import EndpointConfig
 
 
 def _paced_record(run: PacedRun) -> dict:
-    return {"tokens": run.tokens, "first_token_s": run.first_token_s, "last_token_s": run.last_token_s,
+    return {"tokens": run.tokens, "first_token_s": run.first_token_s, "last_word_s": run.last_word_s,
+            "last_word_arrival_s": run.last_word_arrival_s, "last_token_s": run.last_token_s,
             "last_token_arrival_s": run.last_token_arrival_s, "endpoint_s": run.endpoint_s,
             "compute_s": run.compute_s}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from framegate.benchmarks.latency import fastest_of_rounds, edit_distance, percentiles, token_agreement
 from framegate.benchmarks.physical_limit import model_macs
@@ -93,13 +94,21 @@ class _ScriptedRecognizer:
         self.windows += 1
 
 
-def test_the_last_word_counts_from_when_the_result_settles_not_when_it_first_had_that_length():
+def test_the_last_word_counts_from_when_the_result_holds_it_for_good_and_settling_apart():
     from framegate.benchmarks.realtime import RATE, run_paced
 
-    script = [[], ["a"], ["a", "b"], ["a", "c"], ["a", "b"], ["a", "b"]]  # the best hypothesis changes back
     block = RATE // 10
+    # The best hypothesis shows the last word, changes it, shows it again (fifth block: it counts
+    # from there, not from the third), then revises an earlier word (the sixth: settled).
+    script = [[], ["▁a"], ["▁a", "▁b"], ["▁a", "▁c"], ["▁d", "▁b"],
+              ["▁a", "▁b"], ["▁a", "▁b"]]
     run = run_paced(_ScriptedRecognizer(script), np.zeros(block * len(script), dtype=np.float32), block,
                     real_time=False)
-    assert run.tokens == ["a", "b"]
-    assert run.last_token_arrival_s == 0.5  # the fifth block, not the third
-    assert run.first_token_s is not None and run.first_token_s < run.last_token_s
+    assert run.tokens == ["▁a", "▁b"]
+    assert run.last_word_arrival_s == pytest.approx(0.5) and run.last_token_arrival_s == pytest.approx(0.6)
+    assert run.first_token_s is not None and run.first_token_s < run.last_word_s < run.last_token_s
+    # A piece that completes the word is part of it: "sle" is not yet "sleep".
+    grows = [[], ["▁a"], ["▁a", "▁sle"], ["▁a", "▁sle", "ep"], ["▁a", "▁sle", "ep"]]
+    run = run_paced(_ScriptedRecognizer(grows), np.zeros(block * len(grows), dtype=np.float32), block,
+                    real_time=False)
+    assert run.last_word_arrival_s == run.last_token_arrival_s == pytest.approx(0.4)

@@ -51,6 +51,8 @@ def test_latencies_are_ordered_and_the_virtual_clock_matches_wall_clock(latency_
         assert latency_report[key]["p50"] is not None and latency_report[key]["p50"] <= latency_report[key]["p95"]
     # no result can appear before the chunk holding it has arrived
     assert latency_report["first_partial_ms"]["p50"] > 0
+    greedy = latency_report["threads"]["1"]  # the last word shows no later than the result settles
+    assert greedy["last_word_ms"]["p50"] <= greedy["settled_ms"]["p50"]
     check = latency_report["threads"]["1"]["pace_check"]
     assert check["utterances"] == 1
     assert abs(check["real_minus_virtual_ms"]["first_partial_ms"][0]) < 60
@@ -153,5 +155,6 @@ def test_a_bundle_with_its_own_search_is_measured_beside_greedy(tiny_bundle, one
     searched = report["bundle_search"]
     assert searched["settings"]["beam"] == 3 and searched["rtf"] > 0 and searched["rtf_over_greedy"] > 0
     assert searched["latency_counts"]["last_word_ms"] == 1 and searched["peak_rss_mb"] > 0
+    assert searched["last_word_ms"]["p50"] <= searched["settled_ms"]["p50"]  # the word can show before the rest settles
     assert "difference" in searched["wer_minus_greedy"]
     assert report["peers"]["onnxruntime"]["tokens_vs_framegate"]["token_agreement"] == 1.0  # greedy headline
