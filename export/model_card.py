@@ -14,12 +14,23 @@ import torch
 _PARTS = {"encoder": "its encoder", "prediction": "its prediction network and joiner", "all": "all its weights"}
 
 
-def _warm_start_note(warm_start: dict | None) -> str:
+def _warm_start_note(warm_start: dict | None, first: bool = True) -> str:
     """The earlier training a warm-started model stands on, stage by stage: its steps and wall time count too."""
     if not warm_start:
-        return ""
-    return (f" Warm-started from {warm_start['from']} ({_PARTS[warm_start['parts']]}: {warm_start['step']} steps, "
-            f"{warm_start['train_seconds'] / 3600:.2f} h before this run).{_warm_start_note(warm_start.get('before'))}")
+        return "." if not first else ""
+    lead, when = (" Warm-started from", "before this run") if first else (", itself warm-started from", "before that")
+    return (f"{lead} {warm_start['from']} ({_PARTS[warm_start['parts']]}: {warm_start['step']} steps, "
+            f"{warm_start['train_seconds'] / 3600:.2f} h {when}){_warm_start_note(warm_start.get('before'), False)}")
+
+
+def _stage_hours(checkpoint: dict) -> str:
+    """Wall hours of this run and of every stage it was warm-started from ("at least" when a
+    stage was saved before checkpoints recorded their own warm start)."""
+    seconds, stage, known = checkpoint.get("train_seconds", 0.0), checkpoint.get("warm_start"), True
+    while stage:
+        seconds, known = seconds + stage["train_seconds"], "before" in stage
+        stage = stage.get("before")
+    return f"{'' if known else 'at least '}{seconds / 3600:.2f} h"
 
 
 def _pct(x: float) -> str:
@@ -63,7 +74,8 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
         f"{len(train['families'])} voice families ({', '.join(f'{k} {v}' for k, v in sorted(train['synthesizers'].items()))} "
         f"utterances), corpus seed {corpus_summary['seed']}.",
         f"- Steps: {checkpoint['step']}; training wall time {checkpoint.get('train_seconds', 0) / 3600:.2f} h "
-        f"on 2 CPU cores (CPU-hours = 2 x wall hours).{_warm_start_note(checkpoint.get('warm_start'))}",
+        f"on 2 CPU cores (CPU-hours = 2 x wall hours; {_stage_hours(checkpoint)} with the stages it stands "
+        f"on).{_warm_start_note(checkpoint.get('warm_start'))}",
         "- No real human speech was used in training.",
         "",
         "## Word error rate on held-out voice families (synthetic speech)",

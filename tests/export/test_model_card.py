@@ -21,9 +21,9 @@ def test_card_lists_every_warm_start_stage(tiny_bundle: Path) -> None:
               "before": stage1}
     card = render_model_card(tiny_bundle, CORPUS, {"step": 100, "train_seconds": 1800.0, "warm_start": stage2},
                              WER, None)
-    assert "Steps: 100; training wall time 0.50 h" in card
-    assert "Warm-started from runs/s2/weights_last.pt (all its weights: 8000 steps, 2.00 h before this run)" in card
-    assert "Warm-started from runs/s1/weights_last.pt (its encoder: 4623 steps, 1.00 h before this run)" in card
+    assert "Steps: 100; training wall time 0.50 h" in card and "3.50 h with the stages it stands on" in card
+    assert ("Warm-started from runs/s2/weights_last.pt (all its weights: 8000 steps, 2.00 h before this run), "
+            "itself warm-started from runs/s1/weights_last.pt (its encoder: 4623 steps, 1.00 h before that).") in card
     assert "Overall WER **50.0 %**" in card
 
 
@@ -32,6 +32,7 @@ def test_card_names_a_prediction_network_warm_start(tiny_bundle: Path) -> None:
              "train_seconds": 3600.0}  # written before the chain was recorded: no "before"
     card = render_model_card(tiny_bundle, CORPUS, {"step": 10, "train_seconds": 60.0, "warm_start": start}, WER, None)
     assert "(its prediction network and joiner: 4600 steps" in card
+    assert "at least 1.02 h with the stages it stands on" in card  # the start's own history is unknown
     assert card.count("Warm-started") == 1
 
 
