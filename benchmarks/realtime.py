@@ -44,9 +44,9 @@ class PacedRun:
 
     `last_word_s` is when the result started to show the final result's last word as its own
     last word for good (the issue's "first holds the utterance's last word"; greedy partials
-    only grow, so for greedy search that is when the last word's last piece appeared). `last_token_s` is
-    when the whole result stopped changing: later than `last_word_s` when a beam search still
-    revises earlier words after the last one is shown. `endpoint_s` is the first endpoint at
+    only grow, so for greedy search that is when the last word's last piece appeared).
+    `last_token_s` is when the whole result stopped changing: later than `last_word_s` when a
+    beam search still revises earlier words after the last one is shown. `endpoint_s` is the first endpoint at
     or after `last_token_s`. The `*_arrival_s` times are the arrival of the block whose call
     showed it: the moment minus its arrival is compute and queueing.
     """

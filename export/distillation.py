@@ -37,7 +37,6 @@ class EncoderDistillation:
                              f"the student's {joiner_dim}")
         self.teacher.eval().requires_grad_(False)
         self.weight = weight
-        self.source = {"from": str(path), "step": saved.get("step", 0), "weight": weight}
 
     def loss(self, x: torch.Tensor, student_enc: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
         """weight * per-utterance squared distance over the real frames of `enc_lengths`."""
