@@ -32,7 +32,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 10  # dense, six gated points, sliding window, the headline and dense trained longer
+    assert len(family) == 11  # dense, seven gated points, sliding window, the headline and dense trained longer
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -42,7 +42,7 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
     recipes = {p.stem: p for p in RECIPES}
     dense = TrainConfig.load(recipes["dense_transformer"])
     for name in ("gated_feature", "gated_feature_lambda64", "gated_feature_nonspeech", "gated_feature_lambda96_nonspeech",
-                 "gated_feature_distilled", "gated_block", "sliding_window"):
+                 "gated_feature_distilled", "gated_feature_nonspeech_distilled", "gated_block", "sliding_window"):
         cfg = TrainConfig.load(recipes[name])
         branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{branch_step}.pt", name
@@ -102,11 +102,14 @@ def test_the_lambda96_run_differs_from_the_nonspeech_run_only_in_the_speech_pric
     assert replace(lower, model=quiet.model, work_dir=quiet.work_dir) == quiet
 
 
-def test_the_distilled_run_adds_the_dense_reference_as_its_teacher_and_nothing_else() -> None:
+def test_the_distilled_runs_add_the_dense_reference_as_their_teacher_and_nothing_else() -> None:
     recipes = {p.stem: p for p in RECIPES}
-    plain, taught = (TrainConfig.load(recipes[n]) for n in ("gated_feature_lambda96_nonspeech", "gated_feature_distilled"))
     dense = TrainConfig.load(recipes["dense_transformer"])
-    assert taught.distill_from == "checkpoints/dense_transformer/weights_last.pt" and (ROOT / taught.distill_from).is_file()
-    assert torch.load(ROOT / taught.distill_from, weights_only=False)["step"] == dense.max_steps  # the reference itself
-    assert taught.distill_weight > 0 == plain.distill_weight
-    assert replace(taught, distill_from="", distill_weight=0.0, work_dir=plain.work_dir) == plain
+    for plain_name, taught_name in (("gated_feature_lambda96_nonspeech", "gated_feature_distilled"),
+                                    ("gated_feature_nonspeech", "gated_feature_nonspeech_distilled")):
+        plain, taught = TrainConfig.load(recipes[plain_name]), TrainConfig.load(recipes[taught_name])
+        assert taught.distill_from == "checkpoints/dense_transformer/weights_last.pt"
+        assert (ROOT / taught.distill_from).is_file()
+        assert torch.load(ROOT / taught.distill_from, weights_only=False)["step"] == dense.max_steps  # the reference
+        assert taught.distill_weight > 0 == plain.distill_weight
+        assert replace(taught, distill_from="", distill_weight=0.0, work_dir=plain.work_dir) == plain
