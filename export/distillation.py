@@ -17,25 +17,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from framegate.export.models import model_classes
-
 
 class EncoderDistillation:
     """The frozen teacher and the distance of a student's encoder output from its."""
 
     def __init__(self, path: Path, weight: float, joiner_dim: int) -> None:
+        from framegate.export.onnx_export import load_model  # the one checkpoint-to-model loader
+
         if not path.is_file():
             raise ValueError(f"distill_from {path}: no such weights checkpoint")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        if "model_type" not in saved or "model_config" not in saved:
-            raise ValueError(f"distill_from {path}: not a weights checkpoint (needs model_type and model_config)")
-        model_cls, config_cls = model_classes(saved["model_type"])
-        self.teacher: nn.Module = model_cls(config_cls(**saved["model_config"]))
-        self.teacher.load_state_dict(saved["model"])
+        self.teacher: nn.Module = load_model(path)
         if self.teacher.cfg.joiner_dim != joiner_dim:
             raise ValueError(f"distill_from {path}: its encoder gives {self.teacher.cfg.joiner_dim} dims, "
                              f"the student's {joiner_dim}")
-        self.teacher.eval().requires_grad_(False)
+        self.teacher.requires_grad_(False)
         self.weight = weight
 
     def loss(self, x: torch.Tensor, student_enc: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
