@@ -113,3 +113,15 @@ def test_the_distilled_runs_add_the_dense_reference_as_their_teacher_and_nothing
         assert taught.distill_from == teacher_path
         assert taught.distill_weight > 0 == plain.distill_weight
         assert replace(taught, distill_from="", distill_weight=0.0, work_dir=plain.work_dir) == plain
+
+
+def test_default_stage6_continues_stage5_with_a_delay_penalty_and_the_same_model() -> None:
+    """Stage 6 is judged against stage 5 for latency: the same model and FastEmit, from stage 5's
+    kept weights (the blob history's 5e4a0b3 shipped), with the delay penalty added."""
+    recipes = {p.stem: p for p in RECIPES}
+    five, six = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage6"))
+    assert six.init_from == "checkpoints/default_stage5/weights_last.pt"
+    assert (ROOT / six.init_from).is_file() and (ROOT / "checkpoints/default_stage5/bpe.model").is_file()
+    assert six.model == five.model and six.fastemit_lambda == five.fastemit_lambda > 0
+    assert six.delay_penalty > 0 == five.delay_penalty
+    assert six.peak_lr <= five.peak_lr and six.final_lr == five.final_lr
