@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from framegate.export.distillation import EncoderDistillation
 from framegate.export.feature_cache import FeatureCache, length_buckets, read_manifest
+from framegate.export.frequency_warp import warp_batch
 from framegate.export.greedy import greedy_search
 from framegate.export.loss import rnnt_loss
 from framegate.export.models import model_classes
@@ -63,6 +64,8 @@ class TrainConfig:
     prune_warmup_steps: int = 2000        # pruned: simple loss 1 -> simple_loss_scale, pruned 0.1 -> 1 meanwhile
     ctc_units: str = "tokens"             # auxiliary CTC over the BPE tokens, or "chars" (leaves the plateau sooner)
     spec_augment_after: int = 1500        # steps without augmentation first
+    vtlp_max_warp: float = 0.0            # > 0: with augmentation, each utterance's frequency axis warped by
+                                          # a factor from 1 +- this (export/frequency_warp.py): voice variety
     nonspeech_pad_s: float = 0.0          # > 0: up to this many seconds of the corpus's silence/noise
                                           # before and after utterances (export/nonspeech_padding.py)
     nonspeech_pad_probability: float = 0.5  # share of utterances padded
@@ -94,6 +97,8 @@ class TrainConfig:
         for name in ("prune_range", "prune_warmup_steps", "simple_loss_scale", "lr_step_offset", "nonspeech_pad_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0")
+        if not 0.0 <= self.vtlp_max_warp < 0.5:
+            raise ValueError(f"TrainConfig.vtlp_max_warp must be in [0, 0.5), got {self.vtlp_max_warp}")
         if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.distill_from):
             raise ValueError("TrainConfig.distill_weight must be > 0 with distill_from and 0 without it, "
                              f"got {self.distill_weight} with distill_from {self.distill_from!r}")
@@ -393,6 +398,8 @@ class Trainer:
         frames = torch.arange(int(lengths.max()))
         nonspeech = torch.stack([(frames < s) | (frames >= s + n) for s, n in zip(starts, speech)])
         x = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(f) for f in feats], batch_first=True)
+        if augment and self.cfg.vtlp_max_warp > 0:
+            x = warp_batch(x, self.cfg.vtlp_max_warp, rng)
         if augment:
             x = _spec_augment(x, lengths, rng)
         toks = [self.train_tokens[i] for i in idx]

@@ -269,3 +269,23 @@ def test_train_cli_threads_override_the_recipe(monkeypatch, tmp_path) -> None:
     assert calls == [(recipe, {"threads": 1}), (recipe, {})]
     with pytest.raises(SystemExit):
         main(["train", "--config", str(recipe), "--threads", "0"])
+
+
+def test_vtlp_warps_augmented_batches_only(tiny_corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    """The warp belongs to augmentation: on with it (before the masks), off for clean batches."""
+    from framegate.export import train as train_module
+
+    factors: list[float] = []
+
+    def recording_warp(x, max_warp, rng):
+        factors.append(max_warp)
+        return x + 1.0
+
+    monkeypatch.setattr(train_module, "warp_batch", recording_warp)
+    monkeypatch.setattr(train_module, "_spec_augment", lambda x, lengths, rng: x)
+    trainer = Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "vtlp", vtlp_max_warp=0.1)))
+    clean = trainer._collate([0, 1], False, np.random.default_rng(0))[0]
+    warped = trainer._collate([0, 1], True, np.random.default_rng(0))[0]
+    assert factors == [0.1] and torch.equal(warped, clean + 1.0)
+    with pytest.raises(ValueError, match="vtlp_max_warp"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", vtlp_max_warp=0.5).validate()
