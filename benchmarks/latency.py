@@ -266,8 +266,15 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
     per_utt_path = out.with_name(out.stem + "_utterances.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     first = framegate[options.threads[0]]["utterances"]
+
+    def bundle_search_record(i: int) -> dict:  # so two bundles' own searches can be paired per utterance
+        if searched is None:
+            return {}
+        record = searched["utterances"][i]
+        return {"bundle_search": {"text": _text(record), "virtual": record["virtual"]}}
+
     per_utt_path.write_text("".join(json.dumps({**u.to_dict(), "framegate": _text(r), "virtual": r["virtual"],
-                                                "real_time": r.get("real_time"),
+                                                "real_time": r.get("real_time"), **bundle_search_record(i),
                                                 **{n: _text(p["utterances"][i]) for n, p in peers.items()}},
                                                ensure_ascii=False) + "\n"
                                     for i, (u, r) in enumerate(zip(utterances, first))), encoding="utf-8")

@@ -157,4 +157,6 @@ def test_a_bundle_with_its_own_search_is_measured_beside_greedy(tiny_bundle, one
     assert searched["latency_counts"]["last_word_ms"] == 1 and searched["peak_rss_mb"] > 0
     assert searched["last_word_ms"]["p50"] <= searched["settled_ms"]["p50"]  # the word can show before the rest settles
     assert "difference" in searched["wer_minus_greedy"]
+    row = json.loads(Path(report["per_utterance"]).read_text().splitlines()[0])  # pairable across bundles
+    assert row["bundle_search"]["virtual"]["last_word_s"] is not None and isinstance(row["bundle_search"]["text"], str)
     assert report["peers"]["onnxruntime"]["tokens_vs_framegate"]["token_agreement"] == 1.0  # greedy headline
