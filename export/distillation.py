@@ -9,6 +9,10 @@ gradients and is never saved with the student; the loss is a training aid only.
 
 loss = weight * sum over real frames of mean-over-dims (student - teacher)^2, per utterance
 (the transducer loss is per utterance too, so the weight does not depend on batch size).
+
+Frames without speech can be left out (`skip`): there the student only has to say nothing, which
+the transducer loss already asks, while matching the dense model's representation of silence
+keeps parts switched on that the non-speech compute price is meant to switch off.
 """
 from __future__ import annotations
 
@@ -33,13 +37,17 @@ class EncoderDistillation:
         self.teacher.requires_grad_(False)
         self.weight = weight
 
-    def loss(self, x: torch.Tensor, student_enc: torch.Tensor, enc_lengths: torch.Tensor) -> torch.Tensor:
-        """weight * per-utterance squared distance over the real frames of `enc_lengths`."""
+    def loss(self, x: torch.Tensor, student_enc: torch.Tensor, enc_lengths: torch.Tensor,
+             skip: torch.Tensor | None = None) -> torch.Tensor:
+        """weight * per-utterance squared distance over the real frames of `enc_lengths`, except
+        the encoder frames `skip` (N, T) flags."""
         with torch.no_grad():
             target, _ = self.teacher.encoder(x)
         if target.shape != student_enc.shape:
             raise ValueError(f"teacher encoder output {tuple(target.shape)} != student's {tuple(student_enc.shape)}: "
                              "distill only between encoders of the same frame rate and width")
         valid = torch.arange(student_enc.shape[1]).unsqueeze(0) < enc_lengths.unsqueeze(1)
+        if skip is not None:
+            valid = valid & ~skip
         per_frame = (student_enc - target).pow(2).mean(-1)
         return self.weight * (per_frame * valid).sum() / len(enc_lengths)

@@ -87,6 +87,7 @@ class TrainConfig:
     conversations: dict = field(default_factory=dict)  # model_type "sts": export/sts_train.py ConversationTraining
     distill_from: str = ""                # a frozen reference's weights (e.g. the dense model) whose encoder
     distill_weight: float = 0.0           # output the student's is pulled toward (export/distillation.py)
+    distill_speech_only: bool = False     # leave the frames without speech out of the distillation loss
 
     def validate(self) -> None:
         if not (Path(self.corpus_dir) / "train.jsonl").exists():
@@ -102,6 +103,8 @@ class TrainConfig:
         if self.distill_weight < 0 or (self.distill_weight > 0) != bool(self.distill_from):
             raise ValueError("TrainConfig.distill_weight must be > 0 with distill_from and 0 without it, "
                              f"got {self.distill_weight} with distill_from {self.distill_from!r}")
+        if self.distill_speech_only and not self.distill_from:
+            raise ValueError("TrainConfig.distill_speech_only needs distill_from")
         if self.init_parts not in ("all", "encoder", "prediction"):
             raise ValueError(f"TrainConfig.init_parts must be 'all', 'encoder' or 'prediction', "
                              f"got {self.init_parts!r}")
@@ -430,12 +433,13 @@ class Trainer:
             penalty = self.ewc.penalty(m)
             loss = loss + penalty
             parts["ewc"] = float(penalty.detach())
+        frames_nonspeech = None if nonspeech is None else encoder_frame_mask(nonspeech, enc.shape[1])
         if self.distillation is not None:  # a gated student pulled toward the dense reference
-            distill = self.distillation.loss(x, enc, enc_len)
+            skip = frames_nonspeech if self.cfg.distill_speech_only else None
+            distill = self.distillation.loss(x, enc, enc_len, skip)
             loss = loss + distill
             parts["distill"] = float(distill.detach())
         if hasattr(m, "auxiliary_loss"):  # e.g. the gated model's compute cost
-            frames_nonspeech = None if nonspeech is None else encoder_frame_mask(nonspeech, enc.shape[1])
             aux, aux_parts = m.auxiliary_loss(enc_len, frames_nonspeech)
             loss = loss + aux
             parts.update(aux_parts)

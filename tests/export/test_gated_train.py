@@ -294,3 +294,33 @@ def test_distillation_settings_and_teachers_that_cannot_teach_are_refused(tiny_c
                       distill_from=str(teacher), distill_weight=1.0)
         with pytest.raises(ValueError, match=match):
             Trainer(TrainConfig.load(cfg))
+
+
+def test_speech_only_distillation_leaves_the_frames_without_speech_out(tiny_corpus, tmp_path):
+    Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, "dense", {}, max_steps=1))).train()
+    teacher_path = tmp_path / "dense" / "weights_last.pt"
+    cfg = _config(tmp_path, tiny_corpus, "student", {"arbitrator": "feature", "compute_lambda": 4.0}, max_steps=1,
+                  init_from=str(teacher_path), distill_from=str(teacher_path), distill_weight=1.0,
+                  distill_speech_only=True, nonspeech_pad_s=0.5, nonspeech_pad_probability=1.0)
+    student = Trainer(TrainConfig.load(cfg))
+    x, lengths, y, tlen, nonspeech = student._collate([0, 1, 2], False, np.random.default_rng(0))
+    student.model.eval()
+    with torch.no_grad():
+        student.model.encoder.out.weight.mul_(1.5)  # away from the teacher it started as
+    enc = student.model.encoder(x)[0]
+    enc_len = subsampled_length(lengths).clamp(min=1)
+    skip = encoder_frame_mask(nonspeech, enc.shape[1])
+    assert skip.any() and (~skip).any()
+    with torch.no_grad():
+        target = student.distillation.teacher.encoder(x)[0]
+    per_frame = (enc - target).detach().pow(2).mean(-1)
+    kept = sum(float(per_frame[i, :n][~skip[i, :n]].sum()) for i, n in enumerate(enc_len.tolist())) / 3
+    assert float(student.distillation.loss(x, enc, enc_len, skip)) == pytest.approx(kept, rel=1e-5) and kept > 0
+    assert float(student.distillation.loss(x, enc, enc_len)) > kept  # the silence counted too
+    seen = []
+    original = student.distillation.loss
+    student.distillation.loss = lambda *a: seen.append(a[3]) or original(*a)
+    student._loss(x, lengths, y, tlen, nonspeech)
+    assert torch.equal(seen[0], skip)  # the trainer hands the non-speech frames over
+    with pytest.raises(ValueError, match="distill_speech_only"):
+        TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", distill_speech_only=True).validate()
