@@ -145,3 +145,11 @@ def test_the_lambda256_distilled_run_doubles_both_prices_and_nothing_else() -> N
     assert replace(dear, model=base.model, work_dir=base.work_dir) == base
     assert replace(dear.model, compute_lambda=base.model.compute_lambda,
                    nonspeech_compute_lambda=base.model.nonspeech_compute_lambda) == base.model
+
+
+def test_default_stage7_repeats_stage5s_cycle_on_its_weights_with_vtlp() -> None:
+    recipes = {p.stem: p for p in RECIPES}
+    five, seven = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage7"))
+    assert seven.init_from == "checkpoints/default_stage5/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
+    assert five.vtlp_max_warp == 0 and seven.spec_augment_after == 0  # augmentation, hence the warp, from step 0
+    assert replace(seven, vtlp_max_warp=0.0, init_from=five.init_from, work_dir=five.work_dir) == five
