@@ -32,7 +32,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 13  # dense, nine gated points, sliding window, the headline and dense trained longer
+    assert len(family) == 14  # dense, ten gated points, sliding window, the headline and dense trained longer
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -43,7 +43,8 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
     dense = TrainConfig.load(recipes["dense_transformer"])
     for name in ("gated_feature", "gated_feature_lambda64", "gated_feature_nonspeech", "gated_feature_lambda96_nonspeech",
                  "gated_feature_distilled", "gated_feature_nonspeech_distilled", "gated_feature_nonspeech_distilled_speech",
-                 "gated_feature_distilled_lambda256", "gated_block", "sliding_window"):
+                 "gated_feature_distilled_lambda256", "gated_feature_distilled_lambda176", "gated_block",
+                 "sliding_window"):
         cfg = TrainConfig.load(recipes[name])
         branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{branch_step}.pt", name
@@ -145,6 +146,15 @@ def test_the_lambda256_distilled_run_doubles_both_prices_and_nothing_else() -> N
     assert replace(dear, model=base.model, work_dir=base.work_dir) == base
     assert replace(dear.model, compute_lambda=base.model.compute_lambda,
                    nonspeech_compute_lambda=base.model.nonspeech_compute_lambda) == base.model
+
+
+def test_the_lambda176_distilled_run_lowers_only_the_speech_price_of_the_lambda256_run() -> None:
+    recipes = {p.stem: p for p in RECIPES}
+    dear, mid = (TrainConfig.load(recipes[n]) for n in ("gated_feature_distilled_lambda256",
+                                                         "gated_feature_distilled_lambda176"))
+    assert 128 < mid.model.compute_lambda < dear.model.compute_lambda
+    assert replace(mid.model, compute_lambda=dear.model.compute_lambda) == dear.model
+    assert replace(mid, model=dear.model, work_dir=dear.work_dir) == dear
 
 
 def test_default_stage7_repeats_stage5s_cycle_on_its_weights_with_vtlp() -> None:
