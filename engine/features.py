@@ -47,14 +47,20 @@ class FbankConfig:
         if not shift <= length <= SAMPLE_RATE:
             raise ValueError(f"FbankConfig.frame_length_ms {self.frame_length_ms} must span from the frame shift "
                              f"({self.frame_shift_ms} ms) to 1000 ms")
-        high = self.high_freq if self.high_freq > 0 else nyquist + self.high_freq
-        if not 0 <= self.low_freq < high <= nyquist:
+        low, high = self.band_hz()
+        if not 0 <= low < high <= nyquist:
             raise ValueError(f"FbankConfig.low_freq {self.low_freq} and high_freq {self.high_freq} must give "
                              f"0 <= low < high <= {nyquist:g} Hz")
         if self.dither < 0:
             raise ValueError(f"FbankConfig.dither must be >= 0, got {self.dither}")
         if not isinstance(self.snip_edges, bool):
             raise ValueError(f"FbankConfig.snip_edges must be true or false, got {self.snip_edges!r}")
+
+    def band_hz(self) -> tuple[float, float]:
+        """The mel filterbank's (low, high) edges in Hz: kaldi reads a high_freq <= 0 as an
+        offset from the Nyquist frequency."""
+        high = self.high_freq if self.high_freq > 0 else SAMPLE_RATE / 2 + self.high_freq
+        return self.low_freq, high
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

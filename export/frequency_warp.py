@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from framegate.engine.features import SAMPLE_RATE, FbankConfig
+from framegate.engine.features import FbankConfig
 
 KNEE_HZ = 4800.0  # VTLP's boundary frequency: warped linearly below min(alpha, 1) * KNEE / alpha
 
@@ -25,14 +25,9 @@ def _mel(hz: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
 
-def _band(config: FbankConfig) -> tuple[float, float]:
-    high = config.high_freq if config.high_freq > 0 else SAMPLE_RATE / 2 + config.high_freq
-    return config.low_freq, high
-
-
 def bin_centres_hz(config: FbankConfig = FbankConfig()) -> np.ndarray:
     """The centre frequencies of the fbank's triangular bins (kaldi: equally spaced in mel)."""
-    low, high = _band(config)
+    low, high = config.band_hz()
     mels = np.linspace(_mel(low), _mel(high), config.num_bins + 2)[1:-1]
     return 700.0 * np.expm1(mels / 1127.0)
 
@@ -50,7 +45,7 @@ def warp_matrix(alpha: float, config: FbankConfig = FbankConfig()) -> np.ndarray
     if not (math.isfinite(alpha) and 0.5 <= alpha <= 2.0):
         raise ValueError(f"warp factor must be in [0.5, 2], got {alpha!r}")
     centres = bin_centres_hz(config)
-    source = _mel(_source_hz(centres, alpha, _band(config)[1]))
+    source = _mel(_source_hz(centres, alpha, config.band_hz()[1]))
     position = np.interp(source, _mel(centres), np.arange(config.num_bins, dtype=np.float64))
     below = np.floor(position).astype(int)
     above = np.minimum(below + 1, config.num_bins - 1)
