@@ -308,6 +308,27 @@ def _bench_wer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_compare(args: argparse.Namespace) -> int:
+    from framegate.benchmarks.compare import run
+
+    report = run(args.a, args.b, args.json)
+    if report["kind"] == "wer":
+        d = report["difference"]
+        print(f"WER {100 * report['wer']['a']:.2f} -> {100 * report['wer']['b']:.2f} % on {report['words']} words: "
+              f"B - A {100 * d['difference']:+.2f} points (95 % CI {100 * d['ci95'][0]:+.2f} to "
+              f"{100 * d['ci95'][1]:+.2f}) -> {args.json}")
+        return 0
+    for search in ("greedy", "bundle_search"):
+        fig = report.get(search, {}).get("last_word_ms")
+        if fig:
+            d = fig["p95_difference"]
+            print(f"{search}: last word p95 {fig['a']['p95']:.0f} -> {fig['b']['p95']:.0f} ms on {fig['utterances']} "
+                  f"utterances (B - A 95 % CI {d['ci95'][0]:+.0f} to {d['ci95'][1]:+.0f}; mean "
+                  f"{fig['mean_difference']['difference']:+.1f} ms)")
+    print(f"-> {args.json}")
+    return 0
+
+
 def _bench_soak(args: argparse.Namespace) -> int:
     from framegate.benchmarks.soak import run
 
@@ -542,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
     _search_arguments(p)
     p.set_defaults(run=_bench_wer)
+    p = bench_verbs.add_parser("compare", help="two runs of 'bench wer' or 'bench latency' on the same audio, "
+                                               "paired per utterance with bootstrap intervals (B - A)")
+    p.add_argument("a", type=Path, metavar="A_JSON", help="the reference run's report (e.g. the shipped bundle)")
+    p.add_argument("b", type=Path, metavar="B_JSON", help="the candidate run's report")
+    p.add_argument("--json", type=Path, required=True, metavar="PATH")
+    p.set_defaults(run=_bench_compare)
     p = bench_verbs.add_parser("real-speech", help="alsa-utils' recorded prompts, framegate beside PocketSphinx")
     p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
