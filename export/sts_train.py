@@ -293,9 +293,13 @@ class StsTrainer(Trainer):
         enc.feature_inv_std.copy_(torch.from_numpy(1.0 / (feats.std(0) + 1e-5)).float())
 
     def _warm_start(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
-        if any(k.startswith("encoder.mix_lstm.") for k in state):  # an STS checkpoint: load as is
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        state = saved["model"]
+        if any(k.startswith("encoder.mix_lstm.") for k in state):  # an STS checkpoint: a later stage goes on
             self.model.load_state_dict(state)
+            self._load_heads(saved)  # its simple joiner too, so the pruned loss needs no warm-up again
+            self.warm_start = {"from": str(path), "parts": "all", "step": saved.get("step", 0),
+                               "train_seconds": saved.get("train_seconds", 0.0), "before": saved.get("warm_start")}
             return
         mapped, added = warm_start_state(self.model, state)
         self.model.load_state_dict(mapped)

@@ -50,6 +50,22 @@ def test_sts_training_runs_resumes_and_logs_its_losses(tiny_corpus, tmp_path, pr
     assert torch.load(work / "weights_last.pt", map_location="cpu", weights_only=False)["step"] == 5
 
 
+def test_a_later_stage_starts_from_an_sts_checkpoint_with_its_simple_joiner(tiny_corpus, tmp_path):
+    """A second stage (e.g. another <eot> tolerance) continues every trained weight, the pruned
+    loss's simple joiner included, and records where it came from."""
+    run(_recipe(tmp_path, tiny_corpus, "stage1", max_steps=2, prune_range=2, prune_warmup_steps=0))
+    first = torch.load(tmp_path / "stage1" / "weights_last.pt", map_location="cpu", weights_only=False)
+    stage2 = StsTrainer(TrainConfig.load(_recipe(tmp_path, tiny_corpus, "stage2", max_steps=1, prune_range=2,
+                                                 prune_warmup_steps=0,
+                                                 init_from=str(tmp_path / "stage1" / "weights_last.pt"))))
+    for key, value in first["model"].items():
+        assert torch.equal(stage2.model.state_dict()[key], value), key
+    for key, value in first["simple_joiner"].items():
+        assert torch.equal(stage2.simple_joiner.state_dict()[key], value), key
+    assert stage2.warm_start["step"] == 2 and stage2.warm_start["from"].endswith("weights_last.pt")
+    assert stage2.sp.get_piece_size() == MODEL["vocab_size"]  # <sot>/<eot> not appended twice
+
+
 def test_the_pruned_sts_loss_is_the_full_one_when_windows_cover_every_label(tiny_corpus, tmp_path):
     """The late-<eot> penalty reaches the pruned lattice exactly as the full one."""
     trainer = StsTrainer(TrainConfig.load(_recipe(tmp_path, tiny_corpus, "wide", max_steps=1, prune_range=64,
