@@ -32,7 +32,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 14  # dense, ten gated points, sliding window, the headline and dense trained longer
+    assert len(family) == 15  # dense, ten gated points, sliding window, three trained longer (two gated, dense)
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -85,6 +85,25 @@ def test_the_longer_dense_reference_matches_the_longer_headline() -> None:
     assert long_dense.model == dense.model
     for name in ("ctc_weight", "ctc_units", "prune_range", "max_batch_frames", "nonspeech_pad_s"):
         assert getattr(long_dense, name) == getattr(dense, name), name
+
+
+def test_the_longer_lambda176_run_continues_it_against_the_longer_dense_reference() -> None:
+    """gated_feature_distilled_lambda176_long: lambda 176's kept weights, the dense schedule from
+    step 9,000 on (the longer dense reference's), its final temperature, everything else unchanged."""
+    recipes = {p.stem: p for p in RECIPES}
+    dense, first, long, long_dense = (TrainConfig.load(recipes[n]) for n in (
+        "dense_transformer", "gated_feature_distilled_lambda176", "gated_feature_distilled_lambda176_long",
+        "dense_transformer_long"))
+    assert long.init_from == "checkpoints/gated_feature_distilled_lambda176/weights_last.pt"
+    assert (ROOT / long.init_from).is_file()
+    assert long.lr_step_offset == first.lr_step_offset + first.max_steps == dense.max_steps
+    assert long.lr_step_offset + long.max_steps == long_dense.lr_step_offset + long_dense.max_steps
+    for step in (1, 1000, long.max_steps):
+        assert _lr(step, long) == pytest.approx(_lr(step + long.lr_step_offset, dense))
+    assert long.model.tau_start == long.model.tau_end == first.model.tau_end
+    assert replace(long.model, tau_start=first.model.tau_start) == first.model
+    assert replace(long, model=first.model, work_dir=first.work_dir, init_from=first.init_from,
+                   lr_step_offset=first.lr_step_offset) == first
 
 
 def test_the_nonspeech_priced_run_differs_from_the_headline_only_in_that_term() -> None:
