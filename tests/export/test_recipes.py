@@ -176,9 +176,12 @@ def test_the_lambda176_distilled_run_lowers_only_the_speech_price_of_the_lambda2
     assert replace(mid, model=dear.model, work_dir=dear.work_dir) == dear
 
 
-def test_default_stage7_repeats_stage5s_cycle_on_its_weights_with_vtlp() -> None:
+def test_default_stage7_repeats_stage5s_cycle_on_the_shipped_weights_with_vtlp() -> None:
+    """Stage 5's cycle on the shipped stage 6, keeping stage 6's delay penalty; VTLP is the one new thing."""
     recipes = {p.stem: p for p in RECIPES}
-    five, seven = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage7"))
-    assert seven.init_from == "checkpoints/default_stage5/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
+    five, six, seven = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage6", "default_stage7"))
+    assert seven.init_from == "checkpoints/default/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
     assert five.vtlp_max_warp == 0 and seven.spec_augment_after == 0  # augmentation, hence the warp, from step 0
-    assert replace(seven, vtlp_max_warp=0.0, init_from=five.init_from, work_dir=five.work_dir) == five
+    assert seven.delay_penalty == six.delay_penalty > 0 == five.delay_penalty
+    assert replace(seven, vtlp_max_warp=0.0, delay_penalty=0.0, init_from=five.init_from,
+                   work_dir=five.work_dir) == five
