@@ -114,24 +114,44 @@ def python_ran_in_the_middle_of(call, min_seconds: float) -> bool:
     return sum(start + third < t < end - third for t in seen) >= 3
 
 
+def sized_to_last(make_call, size: int, min_seconds: float, grow=lambda n: 2 * n):
+    """A fresh `make_call(size)`, `size` grown until one call lasts twice `min_seconds` on this
+    machine: a fixed workload is judged too short on a fast one."""
+    for _ in range(10):
+        start = time.perf_counter()
+        make_call(size)()
+        if time.perf_counter() - start >= 2 * min_seconds:
+            break
+        size = grow(size)
+    return make_call(size)
+
+
 def test_the_gil_check_detects_a_call_that_holds_the_gil():
     """The control: a long regular-expression match holds the GIL from start to end."""
     pattern = re.compile(r"(a*)*b")
-    assert not python_ran_in_the_middle_of(lambda: pattern.match("a" * 22), min_seconds=0.1)
+    call = sized_to_last(lambda n: lambda: pattern.match("a" * n), 20, 0.1, grow=lambda n: n + 1)
+    assert not python_ran_in_the_middle_of(call, min_seconds=0.1)
 
 
 def test_onnx_runtime_run_releases_the_gil(recognizer):
     """A 100-second encoder pass (one native call) lets another Python thread run meanwhile."""
     enc = recognizer.bundle.encoder
-    x = np.random.default_rng(0).normal(-11, 7, size=(1, 10000, 80)).astype(np.float32)
     h = np.zeros((enc.num_layers, 1, enc.d_model), np.float32)
     c = np.zeros((enc.num_layers, 1, enc.rnn_hidden_size), np.float32)
     session = recognizer.bundle.encoder_session
-    assert python_ran_in_the_middle_of(lambda: session.run(None, {"x": x, "h": h, "c": c}), min_seconds=0.05)
+
+    def encode(frames: int):
+        x = np.random.default_rng(0).normal(-11, 7, size=(1, frames, 80)).astype(np.float32)
+        return lambda: session.run(None, {"x": x, "h": h, "c": c})
+
+    assert python_ran_in_the_middle_of(sized_to_last(encode, 10000, 0.05), min_seconds=0.05)
 
 
 def test_feature_window_accept_releases_the_gil():
     """One accept of 150,000 frames (48 MB in, 48 MB of windows out) lets Python run meanwhile."""
-    window = FeatureWindow(FeatureWindowConfig(window_frames=8, chunk_frames=8, num_bins=80))
-    frames = np.ones((150_000, 80), np.float32)
-    assert python_ran_in_the_middle_of(lambda: window.accept(frames), min_seconds=0.03)
+    def accept(n: int):
+        window = FeatureWindow(FeatureWindowConfig(window_frames=8, chunk_frames=8, num_bins=80))
+        frames = np.ones((n, 80), np.float32)
+        return lambda: window.accept(frames)
+
+    assert python_ran_in_the_middle_of(sized_to_last(accept, 150_000, 0.03), min_seconds=0.03)
