@@ -298,8 +298,7 @@ class StsTrainer(Trainer):
         if any(k.startswith("encoder.mix_lstm.") for k in state):  # an STS checkpoint: a later stage goes on
             self.model.load_state_dict(state)
             self._load_heads(saved)  # its simple joiner too, so the pruned loss needs no warm-up again
-            self.warm_start = {"from": str(path), "parts": "all", "step": saved.get("step", 0),
-                               "train_seconds": saved.get("train_seconds", 0.0), "before": saved.get("warm_start")}
+            self._record_warm_start(path, saved, "all")
             return
         mapped, added = warm_start_state(self.model, state)
         self.model.load_state_dict(mapped)

@@ -285,6 +285,11 @@ class Trainer:
         enc.feature_mean.copy_(torch.from_numpy(sample.mean(0)).float())
         enc.feature_inv_std.copy_(torch.from_numpy(1.0 / (sample.std(0) + 1e-5)).float())
 
+    def _record_warm_start(self, path: Path, saved: dict, parts: str) -> None:
+        """Where init_from's weights came from, with the source's own warm start: the whole chain."""
+        self.warm_start = {"from": str(path), "parts": parts, "step": saved.get("step", 0),
+                           "train_seconds": saved.get("train_seconds", 0.0), "before": saved.get("warm_start")}
+
     def _warm_start(self, path: Path) -> None:
         """Start from another model's weights; only parameters this model adds (e.g. arbitrators)
         may be missing from it, and nothing of it may be left unused. With init_parts "encoder"
@@ -293,9 +298,7 @@ class Trainer:
         equal: a new encoder (e.g. the dense Transformer) starts beside a trained prediction network."""
         saved = torch.load(path, map_location="cpu", weights_only=False)
         state = saved["model"]
-        self.warm_start = {"from": str(path), "parts": self.cfg.init_parts, "step": saved.get("step", 0),
-                           "train_seconds": saved.get("train_seconds", 0.0),
-                           "before": saved.get("warm_start")}  # the source's own warm start: the whole chain
+        self._record_warm_start(path, saved, self.cfg.init_parts)
         if self.cfg.init_parts == "prediction":
             self._load_prediction_network(path, state)
             if self.is_main:
