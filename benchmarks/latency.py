@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framegate.benchmarks.peers import WORD_MARKER
+from framegate.benchmarks.peers import PEERS, WORD_MARKER
 from framegate.benchmarks.physical_limit import SGEMM_SIZE, run_macs, sgemm_peak
 from framegate.benchmarks.report import machine_info, paired_wer_difference, wer_interval, word_errors, write_report
 from framegate.benchmarks.utterances import Utterance, prepare, read_inputs
@@ -51,7 +51,9 @@ class LatencyOptions:
     pace (longer than the endpoint rule's silence); real_time_utts: utterances also run at
     true wall-clock pace to check the virtual clock; rounds: throughput runs of every
     engine, taken in turn, each utterance's time the fastest of its rounds, so that a
-    burst of load on a shared machine does not land on one engine only."""
+    burst of load on a shared machine does not land on one engine only; peers: the peers to
+    run (None: every one that takes the bundle; empty: framegate alone, e.g. to pair two
+    bundles' latencies with `bench compare` without spending minutes on PocketSphinx)."""
 
     threads: tuple[int, ...] = (1, 2)
     block_ms: float = 20.0
@@ -60,6 +62,7 @@ class LatencyOptions:
     rounds: int = 3
     limit: int | None = None
     sgemm_size: int = SGEMM_SIZE
+    peers: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         if not self.threads or any(t < 1 for t in self.threads):
@@ -68,6 +71,9 @@ class LatencyOptions:
             raise ValueError(f"LatencyOptions.rounds must be >= 1, got {self.rounds}")
         if not self.block_ms > 0 or not self.tail_s >= 0 or self.real_time_utts < 0:
             raise ValueError(f"LatencyOptions: block_ms > 0, tail_s >= 0, real_time_utts >= 0 needed, got {self}")
+        unknown = set(self.peers or ()) - set(PEERS)
+        if unknown:
+            raise ValueError(f"LatencyOptions.peers: unknown {sorted(unknown)}; the peers are {', '.join(PEERS)}")
 
 
 def percentiles(values: list[float], ps: tuple[int, ...]) -> dict[str, float | None]:
@@ -148,6 +154,15 @@ def _latencies(records: list[dict], utterances: list[Utterance], key: str) -> di
     return out
 
 
+def _skipped_peers(ran: dict, options: LatencyOptions) -> dict[str, str]:
+    """Why a peer that could have been in the report is not: left out by --peers, or not on
+    the LSTM transducer contract (the pytorch peer without --checkpoint is not listed)."""
+    skipped = {name: why for name, why in LSTM_ONLY_PEERS.items() if name not in ran}
+    if options.peers is not None:
+        skipped.update({name: "left out (--peers)" for name in PEERS if name not in options.peers})
+    return skipped
+
+
 def _framegate_summary(result: dict, utterances: list[Utterance], chunk_ms: float) -> dict:
     records = result["utterances"]
     chunk_times = [1000 * t for r in records for t in r["chunk_compute_s"]]
@@ -225,6 +240,8 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
                              f"{bundle.model_type}")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FramegateError(f"checkpoint '{checkpoint}': no such file")
+    if options.peers is not None and "pytorch" in options.peers and checkpoint is None:
+        raise FramegateError("the pytorch peer runs the checkpoint the bundle came from: pass --checkpoint")
     enc, hop_ms = bundle.encoder, bundle.features.frame_shift_ms
     chunk_ms = enc.chunk_frames * hop_ms
     load_before = os.getloadavg()
@@ -244,6 +261,8 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
             extras = {"onnxruntime": {}, "sherpa-onnx": {"sherpa_dir": str(sherpa_dir)}, **extras}
         if checkpoint is not None:
             extras["pytorch"] = {"checkpoint": str(checkpoint)}
+        if options.peers is not None:
+            extras = {name: extra for name, extra in extras.items() if name in options.peers}
         jobs.update({(name, options.threads[0]): {**job, **extra, "threads": options.threads[0]}
                      for name, extra in extras.items()})
         results: dict[tuple[str, int], dict] = {}
@@ -331,7 +350,7 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         "vs_sherpa_onnx": (peer_reports["sherpa-onnx"]["framegate_time_ratio"]
                            if "sherpa-onnx" in peer_reports else None),
         "peers": peer_reports,
-        "peers_skipped": {name: why for name, why in LSTM_ONLY_PEERS.items() if name not in peer_reports},
+        "peers_skipped": _skipped_peers(peer_reports, options),
         "threads": per_threads,
         "physical_limit": {"sgemm": sgemm, "model_macs": macs, "achieved_macs_per_s": macs_per_s,
                            "fraction_of_sgemm_peak": macs_per_s / sgemm["macs_per_s"],

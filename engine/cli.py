@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from framegate.benchmarks.peers import PEERS
 from framegate.engine.errors import FramegateError
 from framegate.engine.transcript_json import segment_record
 
@@ -356,7 +357,8 @@ def _bench_latency(args: argparse.Namespace) -> int:
     if args.manifest is None and args.wav_list is None:
         raise FramegateError("bench latency needs audio: --manifest JSONL (e.g. the test split) and/or --wav-list FILE")
     options = LatencyOptions(threads=tuple(args.threads), block_ms=args.block_ms, tail_s=args.tail_s,
-                             real_time_utts=args.real_time_utts, rounds=args.rounds, limit=args.limit)
+                             real_time_utts=args.real_time_utts, rounds=args.rounds, limit=args.limit,
+                             peers=None if args.peers is None else tuple(p for p in args.peers if p != "none"))
     report = run(args.model, args.json, manifest=args.manifest, wav_list=args.wav_list,
                  checkpoint=args.checkpoint, options=options)
     print(f"{_latency_summary(report, options.threads[0])} -> {args.json}")
@@ -598,6 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=3,
                    help="throughput runs of every engine in turn; each utterance's fastest counts")
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
+    p.add_argument("--peers", nargs="+", default=None, choices=[*PEERS, "none"], metavar="NAME",
+                   help=f"peers to run ({', '.join(PEERS)}; 'none': framegate alone); default: every one "
+                        f"that takes the bundle")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
     p.set_defaults(run=_bench_latency)
     p = bench_verbs.add_parser("savings", help="gated encoders: WER, MACs and time against the dense reference")

@@ -18,4 +18,6 @@ RUNNERS = {
     "sherpa-onnx": "framegate.benchmarks.peers.sherpa",
 }
 
+PEERS = tuple(name for name in RUNNERS if not name.startswith("framegate"))  # what --peers chooses from
+
 WORD_MARKER = "\u2581"

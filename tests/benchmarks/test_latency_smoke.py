@@ -160,3 +160,42 @@ def test_a_bundle_with_its_own_search_is_measured_beside_greedy(tiny_bundle, one
     row = json.loads(Path(report["per_utterance"]).read_text().splitlines()[0])  # pairable across bundles
     assert row["bundle_search"]["virtual"]["last_word_s"] is not None and isinstance(row["bundle_search"]["text"], str)
     assert report["peers"]["onnxruntime"]["tokens_vs_framegate"]["token_agreement"] == 1.0  # greedy headline
+
+
+def test_peers_option_runs_only_the_peers_asked_for(tiny_bundle, one_input, tmp_path):
+    """`--peers none` is framegate alone (two bundles' latencies paired without the peers' minutes);
+    the left-out peers are named with why, and the figures that need them read None."""
+    from dataclasses import replace
+
+    alone = run(tiny_bundle, tmp_path / "alone.json", manifest=one_input, options=replace(FAST, peers=()))
+    assert alone["peers"] == {} and alone["engine_overhead"] is None and alone["vs_sherpa_onnx"] is None
+    assert set(alone["peers_skipped"]) == {"onnxruntime", "sherpa-onnx", "pocketsphinx", "pytorch"}
+    assert alone["rtf"] > 0 and alone["last_word_ms"]["p50"] is not None
+    raw = run(tiny_bundle, tmp_path / "raw.json", manifest=one_input, options=replace(FAST, peers=("onnxruntime",)))
+    assert set(raw["peers"]) == {"onnxruntime"} and raw["engine_overhead"] > 0
+    assert raw["peers_skipped"]["pocketsphinx"] == "left out (--peers)"
+
+
+def test_peers_option_refuses_unknown_peers_and_pytorch_without_its_checkpoint(tiny_bundle, one_input, tmp_path):
+    from dataclasses import replace
+
+    from framegate.engine.errors import FramegateError
+
+    with pytest.raises(ValueError, match="unknown \\['whisper'\\]"):
+        replace(FAST, peers=("whisper",)).validate()
+    with pytest.raises(FramegateError, match="pass --checkpoint"):
+        run(tiny_bundle, tmp_path / "l.json", manifest=one_input, options=replace(FAST, peers=("pytorch",)))
+
+
+def test_cli_peers_none_means_no_peers(monkeypatch, tmp_path):
+    import framegate.benchmarks.latency as latency
+    from framegate.engine.cli import main
+
+    seen = {}
+    report = {"rtf": 0.02, "chunk_ms": {"p99": 2.5}, "last_word_ms": {"p95": 150.0}, "peak_rss_mb": 120.0,
+              "engine_overhead": None, "vs_sherpa_onnx": None}
+    monkeypatch.setattr(latency, "run", lambda *args, options, **kwargs: seen.update(peers=options.peers) or report)
+    args = ["bench", "latency", "--manifest", str(tmp_path / "t.jsonl"), "--json", str(tmp_path / "l.json")]
+    assert main(args + ["--peers", "none"]) == 0 and seen["peers"] == ()
+    assert main(args + ["--peers", "onnxruntime", "sherpa-onnx"]) == 0 and seen["peers"] == ("onnxruntime", "sherpa-onnx")
+    assert main(args) == 0 and seen["peers"] is None
