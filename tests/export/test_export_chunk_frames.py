@@ -18,7 +18,15 @@ from framegate.engine.cli import main
 from framegate.engine.features import FbankConfig, compute_fbank
 from framegate.engine.recognizer import Recognizer
 
-TOL = 1e-5
+TOL = 1e-5  # of the frames' scale
+
+
+def _assert_same_frames(actual: np.ndarray, desired: np.ndarray) -> None:
+    """Equal up to float32 rounding. ONNX Runtime may sum a 7-frame and an 11-frame window's
+    convolutions in another order (seen on an AMD EPYC: ulp-level differences in the first
+    frame, grown through the recurrence to 2.4e-5 on frames of magnitude 10), so the bound
+    scales with the frames; a wrong frame or state is off by the frames' own magnitude."""
+    np.testing.assert_allclose(actual, desired, rtol=0, atol=TOL * float(np.abs(desired).max()))
 
 
 def _same_tail_padding(samples_16k: np.ndarray) -> np.ndarray:
@@ -98,7 +106,7 @@ def test_chunk_4_streams_the_encoder_frames_and_tokens_of_chunk_8(bundles, speec
     frames4, tokens4, text4 = _streamed(bundle4, audio, seed + 100, stream_in_random_blocks, capture_encoder_frames)
     assert len(tokens8) > 5, "the tiny model should emit something"
     assert frames4.shape == frames8.shape
-    np.testing.assert_allclose(frames4, frames8, rtol=0, atol=TOL)
+    _assert_same_frames(frames4, frames8)
     assert tokens4 == tokens8 and text4 == text8
 
 
@@ -110,7 +118,7 @@ def test_chunk_4_frames_are_a_prefix_when_the_tail_padding_differs(bundles, spee
     frames8, _, _ = _streamed(bundle8, speechlike_16k, 5, stream_in_random_blocks, capture_encoder_frames)
     frames4, _, _ = _streamed(bundle4, speechlike_16k, 6, stream_in_random_blocks, capture_encoder_frames)
     assert len(frames8) - 1 <= len(frames4) <= len(frames8)
-    np.testing.assert_allclose(frames4, frames8[:len(frames4)], rtol=0, atol=TOL)
+    _assert_same_frames(frames4, frames8[:len(frames4)])
 
 
 @pytest.mark.parametrize("value", ["6", "0", "-4"])
