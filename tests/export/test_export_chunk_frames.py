@@ -22,10 +22,11 @@ TOL = 1e-5  # of the frames' scale
 
 
 def _assert_same_frames(actual: np.ndarray, desired: np.ndarray) -> None:
-    """Equal up to float32 rounding. ONNX Runtime may sum a 7-frame and an 11-frame window's
-    convolutions in another order (seen on an AMD EPYC: ulp-level differences in the first
-    frame, grown through the recurrence to 2.4e-5 on frames of magnitude 10), so the bound
-    scales with the frames; a wrong frame or state is off by the frames' own magnitude."""
+    """Equal up to float32 rounding. The kernels (chosen per CPU and shape) may sum a 7-frame and
+    an 11-frame window's convolutions in another order (seen on an AMD EPYC: ulp-level
+    differences in the first frame, grown through the recurrence to 2.4e-5 on frames of
+    magnitude 10), so the bound scales with the frames; a wrong frame or state is off by the
+    frames' own magnitude."""
     np.testing.assert_allclose(actual, desired, rtol=0, atol=TOL * float(np.abs(desired).max()))
 
 
