@@ -44,6 +44,8 @@ from framegate.engine.errors import FramegateError
 from framegate.engine.features import SAMPLE_RATE, compute_fbank
 from framegate.engine.recognizer import DEFAULT_BUNDLE, Recognizer
 from framegate.engine.stream import Segment
+from framegate.engine.transcript_json import segment_record
+from framegate.engine.turns import ordered
 
 SCHEMA = "framegate.bench.conversations/1"
 BLOCK_S = 0.1
@@ -227,7 +229,10 @@ def run(model: Path, manifest: Path, out: Path, single: Path | None = None, thre
         alone_errors, alone_words = word_errors(alone_refs, alone_hyps)
         record = {"audio": row["audio"], "overlap_ratio": row["overlap_ratio"], "bucket": bucket_of(row["overlap_ratio"]),
                   "turns": len(turns), "segments": len(segments), "sot_delay_ms": starts, "eot_delay_ms": ends,
-                  "hyp": by_channel(segments), "hyp_speakers": by_speaker(samples, segments, embed)}
+                  "hyp": by_channel(segments), "hyp_speakers": by_speaker(samples, segments, embed),
+                  # what the counts and delays came from, so a miscount can be read per turn
+                  "ref_turns": [{k: turn[k] for k in ("speaker", "start", "end", "text")} for turn in turns],
+                  "hyp_segments": [segment_record(seg) for seg in ordered(segments)]}
         record["cp_errors"], _, record["words"] = cp_orc(turns, record["hyp_speakers"])
         record["cp_channel_errors"], record["orc_errors"], _ = cp_orc(turns, record["hyp"])
         record["single_speaker"] = dict(zip(("cp_errors", "orc_errors"), cp_orc(turns, {"0": base_text})[:2]),

@@ -50,6 +50,11 @@ def test_report_has_buckets_baselines_delays_and_a_png(tiny_sts, tiny_bundle, co
     assert report["rtf"] > 0 and "beats_baselines" in report["done_when"]
     assert json.loads(out.read_text())["buckets"] == report["buckets"]
     assert report["search"]["sts"] == {"method": "greedy", "channels": 2}
+    for row in map(json.loads, Path(report["per_conversation"]).read_text().splitlines()):  # turns and segments
+        assert len(row["ref_turns"]) == row["turns"] and len(row["hyp_segments"]) == row["segments"]
+        assert all(set(seg) == {"channel", "start", "end", "text"} and seg["start"] <= seg["end"]
+                   for seg in row["hyp_segments"])
+        assert [seg["start"] for seg in row["hyp_segments"]] == sorted(seg["start"] for seg in row["hyp_segments"])
 
 
 def test_the_sts_bundle_can_run_beam_search_on_its_channels(tiny_sts, tiny_bundle, conversations, tmp_path):
