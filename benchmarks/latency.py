@@ -255,14 +255,16 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
         jobs = {("framegate", t): {**job, "threads": t} for t in options.threads}
         if "search" in bundle.manifest:  # the bundle's own search too, beside greedy on the same audio
             jobs[("framegate-search", options.threads[0])] = {**job, "threads": options.threads[0], "search": "bundle"}
-        extras: dict[str, dict] = {"pocketsphinx": {}}
-        if lstm:
-            sherpa_dir = write_sherpa_dir(bundle_dir, work / "sherpa-onnx")
-            extras = {"onnxruntime": {}, "sherpa-onnx": {"sherpa_dir": str(sherpa_dir)}, **extras}
-        if checkpoint is not None:
+        wanted = set(PEERS if options.peers is None else options.peers)
+        extras: dict[str, dict] = {}
+        if lstm and "onnxruntime" in wanted:
+            extras["onnxruntime"] = {}
+        if lstm and "sherpa-onnx" in wanted:  # its copy of the graphs only when it runs
+            extras["sherpa-onnx"] = {"sherpa_dir": str(write_sherpa_dir(bundle_dir, work / "sherpa-onnx"))}
+        if "pocketsphinx" in wanted:
+            extras["pocketsphinx"] = {}
+        if checkpoint is not None and "pytorch" in wanted:
             extras["pytorch"] = {"checkpoint": str(checkpoint)}
-        if options.peers is not None:
-            extras = {name: extra for name, extra in extras.items() if name in options.peers}
         jobs.update({(name, options.threads[0]): {**job, **extra, "threads": options.threads[0]}
                      for name, extra in extras.items()})
         results: dict[tuple[str, int], dict] = {}
