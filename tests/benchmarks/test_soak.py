@@ -1,8 +1,9 @@
 """The long-stream soak, shortened: 90 s of speech with pauses through one stream, tiny bundle.
 
 The hour-long run (and the 2-hour file through the CLI) is `framegate bench soak`; this test
-keeps its three promises on a short stream: bounded memory, no drift in the decode path's
-work, and every endpointed segment identical to its audio transcribed alone.
+keeps its promises on a short stream that need no clock: bounded memory, no state that grows
+with the stream (the cause of drift; the drift itself is wall time, judged by the benchmark),
+and every endpointed segment identical to its audio transcribed alone.
 """
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ def test_short_soak_keeps_memory_bounded_and_segments_identical(tiny_bundle: Pat
     assert segments["endpointed"] >= 20
     assert segments["all_identical"], segments["mismatched"]
     assert report["rss_mb"]["growth_after_warmup"] < 5.0, report["rss_mb"]
-    # The machine is shared with a training job: only a gross drift fails here; the
-    # benchmark's hour-long run is where the 10 % criterion is judged.
-    assert report["drift"]["ratio_end_over_start"] < 2.0, report["drift"]
+    held = report["held_samples"]
+    assert 0 < held["max_after_warmup"] <= held["one_window"], held
 
 
 def test_bench_soak_verb_writes_json_and_png(tiny_bundle: Path, tmp_path: Path, capsys):
