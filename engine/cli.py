@@ -284,7 +284,11 @@ def _lm_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_arguments(p: argparse.ArgumentParser) -> None:
+def _engine_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every verb that runs a Recognizer shares: bundle, threads, search."""
+    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
+                   help="bundle directory (default: the bundle shipped with the engine)")
+    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--beam", type=_positive_int, default=None,
                    help="modified beam search with this many hypotheses (default: the bundle's search; "
                         "1 without a language model is greedy)")
@@ -411,16 +415,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("transcribe", help="transcribe audio files (streamed block by block)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
-                   help="bundle directory (default: the bundle shipped with the engine)")
+    _engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per file (JSON Lines)")
-    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
-    _search_arguments(p)
     p.set_defaults(run=_transcribe)
 
     p = verbs.add_parser("mic", help="live transcription from a microphone (or a file at real-time pace)")
-    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
-                   help="bundle directory (default: the bundle shipped with the engine)")
+    _engine_arguments(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--device", default=None, metavar="ID",
                         help="input device index or part of its name (default: the system's default input)")
@@ -432,18 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
                    help="arbitrator threshold of a gated bundle (a compute dial; dense bundles have none); "
                         "on a terminal, + and - (or ] and [) turn it live in steps of 0.05")
-    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
-    _search_arguments(p)
     p.set_defaults(run=_mic)
 
     p = verbs.add_parser("web", help="the live demo in a browser: a page on localhost streams the microphone")
-    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
-                   help="bundle directory (default: the bundle shipped with the engine)")
+    _engine_arguments(p)
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     p.add_argument("--compute-threshold", type=float, default=None, metavar="X",
                    help="arbitrator threshold of a gated bundle; the page's +/- buttons turn it live")
-    p.add_argument("--threads", type=_positive_int, default=1, help="ONNX Runtime intra-op threads")
-    _search_arguments(p)
     p.set_defaults(run=_web)
 
     p = verbs.add_parser("corpus", help="offline synthetic corpus")
@@ -558,12 +553,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("bench", help="benchmarks: each writes a JSON report and a PNG beside it")
     bench_verbs = p.add_subparsers(dest="bench_verb", required=True, metavar="VERB")
     p = bench_verbs.add_parser("wer", help="WER per held-out voice family and real-time factor")
-    p.add_argument("--model", type=Path, default=None, metavar="BUNDLE")
+    _engine_arguments(p)
     p.add_argument("--manifest", type=Path, required=True, metavar="JSONL", help="a corpus split, e.g. test.jsonl")
     p.add_argument("--json", type=Path, required=True, metavar="PATH")
-    p.add_argument("--threads", type=_positive_int, default=1)
     p.add_argument("--limit", type=_positive_int, default=None, help="only the first N utterances")
-    _search_arguments(p)
     p.set_defaults(run=_bench_wer)
     p = bench_verbs.add_parser("compare", help="two runs of 'bench wer' or 'bench latency' on the same audio, "
                                                "paired per utterance with bootstrap intervals (B - A)")
