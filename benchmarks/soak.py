@@ -11,7 +11,7 @@ device that runs for days would. Measured:
   and the last 10 % of the stream after warm-up (medians of per-block values, robust to other
   load on the machine); the ratio end/start (1.0 = no drift). A wall-clock figure, judged
   here and not in unit tests; its cause, state that grows with the stream, is measured
-  without a clock: the 16 kHz samples the stream still holds after each decode (`held`),
+  without a clock: the 16 kHz samples the stream still holds after each decode (`held_samples`),
   which must stay within one encoder window whatever the stream's length.
 - Segment equality: each endpointed segment replayed alone through a fresh stream: its audio
   from the segment's start, plus the few lookahead frames the engine had read past the cut
