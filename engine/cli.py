@@ -271,14 +271,22 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _lm_build(args: argparse.Namespace) -> int:
+    from framegate.export.corpus.text import FORTUNE_DIR, training_text
+    from framegate.export.feature_cache import read_manifest
     from framegate.export.token_lm import add_to_bundle
 
     for path, what in ((args.bpe, "--bpe"), (args.manifest, "--manifest")):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise FramegateError(f"{what} '{path}': no such file")
+    if args.manifest is not None:
+        texts, source = [row["text"] for row in read_manifest(args.manifest)], str(args.manifest)
+    elif not FORTUNE_DIR.is_dir():
+        raise FramegateError(f"--fortunes: {FORTUNE_DIR} is missing (Debian's fortunes packages; ./setup.sh installs them)")
+    else:
+        texts, source = training_text(FORTUNE_DIR), f"{FORTUNE_DIR} (train split, all lengths)"
     search = {"beam": args.beam, "lm_weight": args.lm_weight, "token_bonus": args.token_bonus}
     try:
-        print(add_to_bundle(args.bundle, args.bpe, args.manifest, args.order, search, args.arpa))
+        print(add_to_bundle(args.bundle, args.bpe, texts, source, args.order, search, args.arpa))
     except ValueError as e:
         raise FramegateError(str(e)) from None
     return 0
@@ -531,8 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", type=Path, required=True, metavar="BUNDLE")
     p.add_argument("--bpe", type=Path, required=True, metavar="MODEL",
                    help="the sentencepiece model the bundle was trained with (bpe.model beside its checkpoint)")
-    p.add_argument("--manifest", type=Path, required=True, metavar="JSONL",
-                   help="training transcripts (never the test split's)")
+    text = p.add_mutually_exclusive_group(required=True)
+    text.add_argument("--manifest", type=Path, default=None, metavar="JSONL",
+                      help="training transcripts (never the test split's)")
+    text.add_argument("--fortunes", action="store_true",
+                      help="every sentence of Debian's fortunes in the corpus's train split, of any length "
+                           "(the pool a corpus's transcripts are drawn from; dev and test sentences never)")
     p.add_argument("--order", type=_positive_int, default=5, help="n-gram order in pieces")
     p.add_argument("--beam", type=_positive_int, default=8, help="the bundle's default beam")
     p.add_argument("--lm-weight", type=_non_negative_float, default=0.4, metavar="W",

@@ -103,12 +103,11 @@ def write_arpa(model: dict, path: Path) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def add_to_bundle(bundle_dir: Path, bpe_model: Path, manifest: Path, order: int, search: dict,
-                  arpa: Path | None = None) -> Path:
-    """Estimate the LM on `manifest`'s transcripts in the bundle's pieces and attach it
-    (`attach`); also write it as ARPA when `arpa` is given."""
+def add_to_bundle(bundle_dir: Path, bpe_model: Path, texts: Sequence[str], source: str, order: int,
+                  search: dict, arpa: Path | None = None) -> Path:
+    """Estimate the LM on `texts` (training text only; `source` names it in the model card) in
+    the bundle's pieces and attach it (`attach`); also write it as ARPA when `arpa` is given."""
     from framegate.engine.bundle import Bundle
-    from framegate.export.feature_cache import read_manifest
     from framegate.export.tokenizer import load_bpe
 
     bundle = Bundle.load(bundle_dir)
@@ -116,12 +115,12 @@ def add_to_bundle(bundle_dir: Path, bpe_model: Path, manifest: Path, order: int,
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     if pieces != bundle.tokens:
         raise ValueError(f"{bpe_model} does not make the pieces of {bundle_dir}/tokens.txt (another token set)")
-    sentences = [sp.encode(row["text"], out_type=str) for row in read_manifest(manifest) if row["text"]]
+    sentences = [sp.encode(text, out_type=str) for text in texts if text]
     emitting = [p for i, p in enumerate(pieces) if i not in (bundle.decoder.blank_id, bundle.unk_id)]
     ngrams = estimate(sentences, emitting, order)
     if arpa is not None:
         write_arpa(ngrams, arpa)
-    return attach(bundle, ngrams, search, {"order": order, "sentences": len(sentences), "source": str(manifest)})
+    return attach(bundle, ngrams, search, {"order": order, "sentences": len(sentences), "source": source})
 
 
 def attach(bundle: Bundle, ngrams: dict, search: dict, provenance: dict) -> Path:

@@ -84,16 +84,30 @@ def fortune_files(fortune_dir: Path = FORTUNE_DIR) -> list[Path]:
     )
 
 
-def load_sentences(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
-    """Unique normalized sentences of MIN_WORDS..MAX_WORDS words, in a deterministic order."""
+def _all_sentences(fortune_dir: Path) -> list[str]:
+    """Every unique normalized sentence of any length, in a deterministic order."""
     seen: dict[str, None] = {}
     for path in fortune_files(fortune_dir):
         for entry in _fortune_entries(path):
             for piece in _SENTENCE_END_RE.split(_verbalize(entry)):
                 sentence = normalize_text(piece)
-                if sentence and MIN_WORDS <= len(sentence.split()) <= MAX_WORDS:
+                if sentence:
                     seen.setdefault(sentence)
     return list(seen)
+
+
+def load_sentences(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
+    """Unique normalized sentences of MIN_WORDS..MAX_WORDS words (what is synthesized), in a deterministic order."""
+    return [s for s in _all_sentences(fortune_dir) if MIN_WORDS <= len(s.split()) <= MAX_WORDS]
+
+
+def training_text(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
+    """Every sentence of the train split, of any length: text for a language model.
+
+    A corpus synthesizes only some of these (its hours run out, and too short or long
+    sentences make poor utterances); a language model gains from all of them, and the
+    split's hash keeps every dev and test sentence out."""
+    return [s for s in _all_sentences(fortune_dir) if sentence_split(s) == "train"]
 
 
 def sentence_split(sentence: str) -> str:

@@ -10,7 +10,7 @@ import soundfile as sf
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
 from framegate.export.corpus.synth import synthesize
-from framegate.export.corpus.text import load_sentences, normalize_text, split_sentences
+from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
 from framegate.export.corpus.voices import Voice, voices_by_split
 
 SPLITS = ("train", "dev", "test")
@@ -48,6 +48,18 @@ def test_sentence_splits_are_disjoint_and_normalized() -> None:
     assert all(sets.values())
     assert not sets["test"] & sets["train"] and not sets["dev"] & sets["train"] and not sets["test"] & sets["dev"]
     assert all(normalize_text(s) == s and 3 <= len(s.split()) <= 24 for s in groups["test"])
+
+
+def test_training_text_is_every_train_sentence_of_any_length_and_no_other() -> None:
+    """The language model's text: a superset of what a corpus can synthesize, never a dev or test sentence."""
+    text = training_text()
+    assert len(set(text)) == len(text)
+    assert all(sentence_split(s) == "train" and normalize_text(s) == s for s in text)
+    synthesizable = split_sentences(load_sentences())
+    assert set(synthesizable["train"]) < set(text)
+    assert not set(text) & (set(synthesizable["dev"]) | set(synthesizable["test"]))
+    lengths = [len(s.split()) for s in text]
+    assert min(lengths) < 3 and max(lengths) > 24
 
 
 def test_voice_families_are_disjoint_across_splits() -> None:

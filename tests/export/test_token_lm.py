@@ -172,6 +172,29 @@ def test_lm_build_adds_the_bundles_search_and_transcribe_uses_it(tiny_checkpoint
         assert "text" in json.loads(capsys.readouterr().out)
 
 
+def test_lm_build_from_the_fortunes_train_split_records_its_source(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """--fortunes reads the corpus's text source (here a small stand-in); the card names it."""
+    from framegate.engine.cli import main
+    from framegate.export.corpus import text
+
+    bundle, bpe, manifest = _tiny_bpe_bundle(tiny_checkpoint, tmp_path)
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    lines = [json.loads(line)["text"].capitalize() + "." for line in manifest.read_text().splitlines()]
+    (fortunes / "tiny").write_text("\n%\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(text, "FORTUNE_DIR", fortunes)
+    code = main(["lm", "build", "--bundle", str(bundle), "--bpe", str(bpe), "--fortunes", "--order", "3"])
+    assert code == 0, capsys.readouterr().err
+    card = json.loads((bundle / "bundle.json").read_text())["model_card"]["language_model"]
+    assert card["source"].startswith(str(fortunes)) and card["sentences"] == len(text.training_text(fortunes))
+    assert 0 < card["sentences"] < len(set(lines))  # dev and test sentences stay out
+    monkeypatch.setattr(text, "FORTUNE_DIR", tmp_path / "absent")
+    code = main(["lm", "build", "--bundle", str(bundle), "--bpe", str(bpe), "--fortunes"])
+    assert code != 0 and "absent is missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one text source, not both
+        main(["lm", "build", "--bundle", str(bundle), "--bpe", str(bpe), "--fortunes", "--manifest", str(manifest)])
+
+
 def test_lm_build_refuses_a_tokenizer_of_other_pieces_and_transcribe_an_lm_the_bundle_lacks(
         tiny_checkpoint, tiny_bundle, tmp_path, capsys):
     from framegate.engine.cli import main
