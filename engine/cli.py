@@ -283,7 +283,7 @@ def _lm_build(args: argparse.Namespace) -> int:
     elif not FORTUNE_DIR.is_dir():
         raise FramegateError(f"--fortunes: {FORTUNE_DIR} is missing (Debian's fortunes packages; ./setup.sh installs them)")
     else:
-        texts, source = training_text(FORTUNE_DIR), f"{FORTUNE_DIR} (train split, all lengths)"
+        texts, source = training_text(FORTUNE_DIR), f"{FORTUNE_DIR}, train split, every length"
     search = {"beam": args.beam, "lm_weight": args.lm_weight, "token_bonus": args.token_bonus}
     try:
         print(add_to_bundle(args.bundle, args.bpe, texts, source, args.order, search, args.arpa))

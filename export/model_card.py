@@ -46,9 +46,10 @@ def _search_note(meta: dict, wer: dict) -> str:
     lm = meta.get("model_card", {}).get("language_model", {})
     note = f"Decoded with modified beam search (beam {search['beam']})"
     if search.get("lm_order"):
+        text = f"{lm['sentences']} training sentences from {lm['source']}" if lm else "training text"
         note += (f" and shallow fusion of the bundle's {search['lm_order']}-gram token language model (weight "
-                 f"{search['lm_weight']}, {search['token_bonus']} per token), estimated on "
-                 f"{lm.get('sentences', 'the')} training transcripts (no dev or test sentence)")
+                 f"{search['lm_weight']}, {search['token_bonus']} per token), estimated on {text} "
+                 f"(no dev or test sentence)")
     return note + "; `framegate transcribe --beam 1 --lm-weight 0` decodes greedily."
 
 

@@ -44,3 +44,4 @@ def test_card_says_how_the_wer_was_decoded(tiny_bundle: Path) -> None:
                               "lm_order": 5}}
     card = render_model_card(tiny_bundle, CORPUS, checkpoint, beam, None)
     assert "modified beam search (beam 8) and shallow fusion of the bundle's 5-gram token language model" in card
+    assert "estimated on training text (no dev or test sentence)" in card
