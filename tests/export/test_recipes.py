@@ -177,11 +177,13 @@ def test_the_lambda176_distilled_run_lowers_only_the_speech_price_of_the_lambda2
 
 
 def test_default_stage7_repeats_stage5s_cycle_on_the_shipped_weights_with_vtlp() -> None:
-    """Stage 5's cycle on the shipped stage 6, keeping stage 6's delay penalty; VTLP is the one new thing."""
+    """Stage 5's cycle, shortened to fit one session, on stage 6, keeping stage 6's delay penalty; VTLP is the
+    one new thing."""
     recipes = {p.stem: p for p in RECIPES}
     five, six, seven = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage6", "default_stage7"))
     assert seven.init_from == "checkpoints/default/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
     assert five.vtlp_max_warp == 0 and seven.spec_augment_after == 0  # augmentation, hence the warp, from step 0
     assert seven.delay_penalty == six.delay_penalty > 0 == five.delay_penalty
-    assert replace(seven, vtlp_max_warp=0.0, delay_penalty=0.0, init_from=five.init_from,
-                   work_dir=five.work_dir) == five
+    assert seven.max_steps - seven.decay_steps < five.max_steps - five.decay_steps  # held for less, then decays
+    assert replace(seven, vtlp_max_warp=0.0, delay_penalty=0.0, init_from=five.init_from, work_dir=five.work_dir,
+                   max_steps=five.max_steps, decay_steps=five.decay_steps) == five
