@@ -107,7 +107,7 @@ def training_text(fortune_dir: Path = FORTUNE_DIR) -> list[str]:
     A corpus synthesizes only some of these (its hours run out, and too short or long
     sentences make poor utterances); a language model gains from all of them, and the
     split's hash keeps every dev and test sentence out."""
-    return [s for s in _all_sentences(fortune_dir) if sentence_split(s) == "train"]
+    return split_sentences(_all_sentences(fortune_dir))["train"]
 
 
 def sentence_split(sentence: str) -> str:
