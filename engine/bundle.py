@@ -127,6 +127,12 @@ def _manifest_object(directory: Path, kind: str = "bundle") -> dict:
     return manifest
 
 
+def file_record(path: Path) -> dict[str, int | str]:
+    """bundle.json's "files" entry: the engine refuses a file whose size or SHA-256 differs."""
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def _verified_file(directory: Path, name: str, record: object, kind: str = "bundle") -> bytes:
     """The bytes of `directory`/`name` once they match bundle.json's `files.name` record (size, SHA-256)."""
     if not isinstance(record, dict) or not {"sha256", "bytes"} <= record.keys():

@@ -238,36 +238,55 @@ def _fairness_eer(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     if (args.checkpoint is None) == (args.model is None):
-        raise FramegateError("export needs exactly one source: --checkpoint PATH (or, with --format sherpa-onnx, "
-                             "--model BUNDLE)")
+        raise FramegateError("export needs exactly one source: --checkpoint PATH (or, with --format sherpa-onnx "
+                             "or --quantize, --model BUNDLE)")
+    if (args.quantize is None) != (args.calibration is None):
+        raise FramegateError("--quantize int8 and --calibration JSONL go together: the calibration audio fixes "
+                             "the int8 encoder's input ranges")
     if args.model is not None:
-        if args.format != "sherpa-onnx":
-            raise FramegateError("--model BUNDLE is a source only for --format sherpa-onnx; a bundle is "
-                                 "exported from --checkpoint")
+        if args.format != "sherpa-onnx" and args.quantize is None:
+            raise FramegateError("--model BUNDLE is a source only for --format sherpa-onnx or --quantize; a bundle "
+                                 "is exported from --checkpoint")
         if args.chunk_frames is not None:
             raise FramegateError("--chunk-frames applies when exporting from --checkpoint; a bundle keeps "
                                  "the chunk it was exported with")
-        from framegate.export.sherpa_export import write_sherpa_dir
-
-        print(write_sherpa_dir(args.model, args.out))
-        return 0
-    if not args.checkpoint.is_file():
+    elif not args.checkpoint.is_file():
         raise FramegateError(f"checkpoint '{args.checkpoint}': no such file")
-    try:
-        if args.format == "sherpa-onnx":
-            from framegate.export.sherpa_export import export_sherpa_from_checkpoint
+    if args.calibration is not None and not args.calibration.is_file():
+        raise FramegateError(f"--calibration '{args.calibration}': no such file")
+    import tempfile
 
-            out = export_sherpa_from_checkpoint(args.checkpoint, args.out, tokens=args.tokens,
-                                                chunk_frames=args.chunk_frames)
-        else:
-            from framegate.export.onnx_export import export_bundle
+    from framegate.engine.errors import BundleError
 
-            out = export_bundle(args.checkpoint, args.out, tokens=args.tokens,
-                                model_card={"checkpoint": str(args.checkpoint)}, chunk_frames=args.chunk_frames)
-    except ValueError as e:  # export's refusals of the inputs (config, tokens) are user errors
-        raise FramegateError(str(e)) from None
-    print(out)
+    with tempfile.TemporaryDirectory(prefix="framegate_export_") as scratch:
+        steps = ["bundle"] * (args.model is None) + ["int8"] * (args.quantize is not None) + \
+            ["sherpa-onnx"] * (args.format == "sherpa-onnx")
+        bundle = args.model
+        try:
+            for step in steps:
+                out = args.out if step == steps[-1] else Path(scratch) / step
+                bundle = _export_step(step, args, bundle, out)
+        except (ValueError, BundleError) as e:  # refusals of the inputs (config, tokens, bundle) are user errors
+            raise FramegateError(str(e)) from None
+    print(bundle)
     return 0
+
+
+def _export_step(step: str, args: argparse.Namespace, source: Path | None, out: Path) -> Path:
+    """One stage of export: checkpoint -> bundle, bundle -> int8 bundle, bundle -> sherpa-onnx directory."""
+    if step == "bundle":
+        from framegate.export.onnx_export import export_bundle
+
+        return export_bundle(args.checkpoint, out, tokens=args.tokens, model_card={"checkpoint": str(args.checkpoint)},
+                             chunk_frames=args.chunk_frames)
+    if step == "int8":
+        from framegate.export.quantize import calibration_audio, quantize_bundle
+
+        audio, source_name = calibration_audio(args.calibration, args.calibration_utterances)
+        return quantize_bundle(source, out, audio, source_name)
+    from framegate.export.sherpa_export import write_sherpa_dir
+
+    return write_sherpa_dir(source, out)
 
 
 def _lm_build(args: argparse.Namespace) -> int:
@@ -519,10 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=1)
     p.set_defaults(run=_fairness_eer)
 
-    p = verbs.add_parser("export", help="export a checkpoint to a bundle (or a sherpa-onnx model directory)")
+    p = verbs.add_parser("export", help="export a checkpoint to a bundle, an int8 bundle or a sherpa-onnx directory")
     p.add_argument("--checkpoint", type=Path, default=None, metavar="PATH")
     p.add_argument("--model", type=Path, default=None, metavar="BUNDLE",
-                   help="with --format sherpa-onnx: lay out this bundle instead of exporting a checkpoint")
+                   help="with --format sherpa-onnx or --quantize: start from this bundle instead of a checkpoint")
     p.add_argument("--format", choices=("bundle", "sherpa-onnx"), default="bundle",
                    help="bundle (default) or a directory sherpa-onnx's OnlineRecognizer.from_transducer loads")
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -531,6 +550,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=int, default=None, metavar="N",
                    help="stream in chunks of N fbank frames (a multiple of 4) instead of the checkpoint's: less "
                         "algorithmic latency, more encoder calls per second (LSTM transducer, ConvRNN-T)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8 LSTM weights (LSTM transducer): a quarter of the encoder's weight bytes, streamed "
+                        "output still equal to the whole-utterance pass")
+    p.add_argument("--calibration", type=Path, default=None, metavar="JSONL",
+                   help="with --quantize: a manifest of audio that fixes the encoder's input ranges (dev.jsonl)")
+    p.add_argument("--calibration-utterances", type=_positive_int, default=200, metavar="N",
+                   help="use the manifest's first N utterances")
     p.set_defaults(run=_export)
 
     p = verbs.add_parser("lm", help="language models for a bundle's beam search")

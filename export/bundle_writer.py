@@ -9,7 +9,6 @@ the bundle.json keys the engine checks for every model type, the file checksums,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import warnings
@@ -24,6 +23,7 @@ import onnx.numpy_helper
 import torch
 import torch.nn as nn
 
+from framegate.engine.bundle import file_record
 from framegate.engine.features import SAMPLE_RATE, FbankConfig, compute_fbank
 from framegate.export.models.lstm_transducer import SUBSAMPLING
 from framegate.export.tokenizer import BLANK_ID
@@ -152,12 +152,6 @@ def copy_tokens(tokens: Path, out_dir: Path) -> None:
     """tokens.txt into the bundle, unless it is already the bundle's own."""
     if Path(tokens).resolve() != (out_dir / "tokens.txt").resolve():
         shutil.copyfile(tokens, out_dir / "tokens.txt")
-
-
-def file_record(path: Path) -> dict[str, int | str]:
-    """bundle.json's "files" entry: the engine refuses a file whose size or SHA-256 differs."""
-    data = path.read_bytes()
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def base_manifest(model_type: str, cfg: TransducerConfig, features: FbankConfig, encoder: dict,

@@ -53,6 +53,18 @@ def _search_note(meta: dict, wer: dict) -> str:
     return note + "; `framegate transcribe --beam 1 --lm-weight 0` decodes greedily."
 
 
+def _quantization_note(meta: dict) -> list[str]:
+    """The int8 bundle says so, and that its figures below are its own."""
+    q = meta.get("quantization")
+    if not q:
+        return []
+    ranges = ", ".join(f"{r:.3g}" for r in q["lstm_input_range"])
+    return ["", f"LSTM weights in {q['scheme']} (ONNX Runtime's DynamicQuantizeLSTM), the other layers in fp32. "
+                f"Each LSTM's input is clipped to a fixed range (+-{ranges}; calibrated on "
+                f"{q['calibration']['source']}), so every encoder call rounds alike and streaming equals the "
+                f"whole-utterance pass. The word error rates and speed below are this bundle's own."]
+
+
 def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer: dict,
                       real_speech: dict | None) -> str:
     meta = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
@@ -68,6 +80,7 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
         f"layers (d_model {enc['d_model']}, hidden {enc['rnn_hidden_size']}), stateless decoder (context "
         f"{dec['context_size']}), {dec['vocab_size']} BPE tokens. Chunk {enc['chunk_frames'] * 10} ms + lookahead "
         f"{enc['lookahead_frames'] * 10} ms = {latency_ms} ms algorithmic latency. Bundle size {size_mb:.1f} MB.",
+        *_quantization_note(meta),
         "",
         "## Training",
         f"- Data: {train['hours']:.1f} h of synthetic speech, {train['utterances']} utterances "

@@ -48,17 +48,3 @@ def write_sherpa_dir(bundle_dir: Path, out_dir: Path) -> Path:
     for name in SHERPA_FILES:
         shutil.copyfile(bundle_dir / name, out_dir / name)
     return out_dir
-
-
-def export_sherpa_from_checkpoint(checkpoint: Path, out_dir: Path, tokens: Path | None = None,
-                                  chunk_frames: int | None = None) -> Path:
-    """Export `checkpoint` to a bundle in a scratch directory (optionally with another `chunk_frames`,
-    as `export_bundle`), then lay it out for sherpa-onnx."""
-    import tempfile
-
-    from framegate.export.onnx_export import export_bundle
-
-    with tempfile.TemporaryDirectory(prefix="framegate_sherpa_") as scratch:
-        bundle_dir = export_bundle(checkpoint, Path(scratch) / "bundle", tokens=tokens,
-                                   model_card={"checkpoint": str(checkpoint)}, chunk_frames=chunk_frames)
-        return write_sherpa_dir(bundle_dir, out_dir)

@@ -129,7 +129,7 @@ def attach(bundle: Bundle, ngrams: dict, search: dict, provenance: dict) -> Path
     from framegate.engine.beam_search import configured_search
     from framegate.engine.bundle import Bundle
     from framegate.engine.token_lm import TokenLm
-    from framegate.export.bundle_writer import file_record
+    from framegate.engine.bundle import file_record
 
     bundle_dir = bundle.path
     TokenLm.from_ngrams(ngrams, bundle.tokens).save(bundle_dir / "lm.npz")

@@ -83,6 +83,29 @@ def tiny_bundle_chunk4(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="session")
+def tiny_bundle_int8(tiny_checkpoint: Path, speechlike_16k: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny two-layer LSTM transducer without projection (ONNX LSTM ops, as the default model),
+    nudged to emit, exported, then given int8 LSTM weights calibrated on the speech-like signal.
+    Its fp32 bundle is the sibling folder `fp32`."""
+    from dataclasses import asdict, replace
+
+    import torch
+
+    from framegate.export.models.lstm_transducer import LstmTransducer
+    from framegate.export.onnx_export import export_bundle, load_model
+    from framegate.export.quantize import quantize_bundle
+
+    tiny = load_model(tiny_checkpoint)
+    torch.manual_seed(11)
+    model = LstmTransducer(replace(tiny.cfg, rnn_hidden_size=tiny.cfg.d_model, num_layers=2)).eval()
+    nudge_tiny_lstm_model(model)
+    work = tmp_path_factory.mktemp("int8")
+    torch.save({"model": model.state_dict(), "model_config": asdict(model.cfg), "step": 0}, work / "weights.pt")
+    fp32 = export_bundle(work / "weights.pt", work / "fp32", tokens=tiny_checkpoint.parent / "tokens.txt")
+    return quantize_bundle(fp32, work / "int8", [speechlike_16k], "speech-like test signal")
+
+
+@pytest.fixture(scope="session")
 def plain_lstm_model_and_bundle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """The tiny model with rnn_hidden_size = d_model (no projection, as the default model):
     its encoder exports as ONNX's own LSTM op instead of the spelled-out Loop."""

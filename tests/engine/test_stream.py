@@ -14,10 +14,11 @@ from framegate.engine.recognizer import Recognizer
 from framegate.engine.stream import Stream
 
 
-@pytest.fixture(scope="module")
-def recognizer(tiny_bundle: Path) -> Recognizer:
-    """No endpointing: the whole signal is one utterance, as in the offline reference."""
-    return Recognizer(tiny_bundle, endpoint=None)
+@pytest.fixture(scope="module", params=["tiny_bundle", "tiny_bundle_int8"])
+def recognizer(request: pytest.FixtureRequest) -> Recognizer:
+    """No endpointing: the whole signal is one utterance, as in the offline reference. The int8
+    bundle too: its fixed input ranges make every call round alike (export/quantize.py)."""
+    return Recognizer(request.getfixturevalue(request.param), endpoint=None)
 
 
 def random_blocks(signal: np.ndarray, rng: np.random.Generator, max_block: int) -> list[np.ndarray]:

@@ -45,3 +45,10 @@ def test_card_says_how_the_wer_was_decoded(tiny_bundle: Path) -> None:
     card = render_model_card(tiny_bundle, CORPUS, checkpoint, beam, None)
     assert "modified beam search (beam 8) and shallow fusion of the bundle's 5-gram token language model" in card
     assert "estimated on training text (no dev or test sentence)" in card
+
+
+def test_card_of_an_int8_bundle_says_so(tiny_bundle_int8: Path) -> None:
+    checkpoint = {"step": 10, "train_seconds": 60.0}
+    card = render_model_card(tiny_bundle_int8, CORPUS, checkpoint, WER, None)
+    assert "LSTM weights in int8" in card and "calibrated on speech-like test signal" in card
+    assert "int8" not in render_model_card(tiny_bundle_int8.parent / "fp32", CORPUS, checkpoint, WER, None)

@@ -40,7 +40,7 @@ def test_a_chunk_4_bundle_lays_out_with_its_window_metadata(tiny_bundle_chunk4, 
     assert (metadata["T"], metadata["decode_chunk_len"]) == ("7", "4")
 
 
-@pytest.mark.parametrize("bundle", ["tiny_bundle", "tiny_bundle_chunk4"])
+@pytest.mark.parametrize("bundle", ["tiny_bundle", "tiny_bundle_chunk4", "tiny_bundle_int8"])
 def test_sherpa_onnx_decodes_the_export_like_framegate(bundle, request, speechlike_16k, tmp_path):
     sherpa_onnx = pytest.importorskip("sherpa_onnx")
     bundle_dir = request.getfixturevalue(bundle)
