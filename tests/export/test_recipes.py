@@ -32,7 +32,7 @@ def test_the_gated_runs_and_their_dense_reference_train_with_the_same_transducer
     """A gated model's WER is judged against the dense reference: both must see the same loss."""
     family = {p.stem: TrainConfig.load(p) for p in RECIPES if p.stem.startswith(("dense_transformer", "gated_",
                                                                                  "sliding_window"))}
-    assert len(family) == 15  # dense, ten gated points, sliding window, three trained longer (two gated, dense)
+    assert len(family) == 16  # dense, eleven gated points, sliding window, three trained longer (two gated, dense)
     assert {cfg.prune_range for cfg in family.values()} == {5}
     assert all(cfg.prune_warmup_steps == 0 for name, cfg in family.items() if name != "dense_transformer")
 
@@ -44,7 +44,7 @@ def test_the_gated_runs_continue_their_dense_reference_at_its_learning_rates() -
     for name in ("gated_feature", "gated_feature_lambda64", "gated_feature_nonspeech", "gated_feature_lambda96_nonspeech",
                  "gated_feature_distilled", "gated_feature_nonspeech_distilled", "gated_feature_nonspeech_distilled_speech",
                  "gated_feature_distilled_lambda256", "gated_feature_distilled_lambda176", "gated_block",
-                 "sliding_window"):
+                 "gated_block_distilled", "sliding_window"):
         cfg = TrainConfig.load(recipes[name])
         branch_step = int(cfg.init_from.rsplit("weights_step", 1)[1].removesuffix(".pt"))
         assert cfg.init_from == f"checkpoints/dense_transformer/weights_step{branch_step}.pt", name
