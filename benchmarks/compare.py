@@ -41,7 +41,21 @@ def _load(report_path: Path) -> tuple[dict, str, list[dict]]:
         records = [json.loads(line) for line in per_utt.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, ValueError) as e:
         raise FramegateError(f"{report_path}: cannot read its per-utterance file {per_utt}: {e}") from None
+    _check_records_are_the_reports(report_path, report, kind, records, per_utt)
     return report, kind, records
+
+
+def _check_records_are_the_reports(report_path: Path, report: dict, kind: str, records: list[dict],
+                                   per_utt: Path) -> None:
+    """A per-utterance file that a later run overwrote (a report renamed away from its records) would
+    pair the later run with itself: its count, and for WER its total, must be the report's own."""
+    stale = "utterances" in report and report["utterances"] != len(records)
+    if kind == "wer" and "wer" in report and records:
+        words = sum(r["words"] for r in records)
+        stale |= abs(sum(r["errors"] for r in records) / max(words, 1) - report["wer"]) > 1e-9
+    if stale:
+        raise FramegateError(f"{report_path}: its per-utterance file {per_utt} holds another run's utterances "
+                             f"(overwritten since?); point the report's per_utterance at its own records")
 
 
 def _paired(a: list[dict], b: list[dict], key: str, ref_key: str) -> list[tuple[dict, dict]]:

@@ -337,6 +337,7 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         "schema": SCHEMA,
         "speech": "synthetic" if scored else "unscored",
         "model": str(bundle_dir), "model_card": bundle.model_card,
+        "quantization": bundle.manifest.get("quantization"),
         "utterances": len(utterances), "words": int(words.sum()) if scored else 0,
         "audio_s": sum(u.duration_s for u in utterances),
         "rtf": head["rtf"], "threads_headline": options.threads[0],

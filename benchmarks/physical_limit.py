@@ -9,7 +9,7 @@ Model MACs: counted analytically from the bundle's encoder graph and shapes, per
 window as the engine runs it: each Conv over the window (output size from its strides and
 kernel, no padding), each MatMul with a weight initializer over the window's encoder
 frames, each MatMul inside a Loop (a spelled-out LSTM's recurrent steps) and each ONNX
-LSTM op's input and recurrent weights (W and R) once per encoder frame,
+LSTM op's input and recurrent weights (W and R; int8 DynamicQuantizeLSTM alike) once per encoder frame,
 plus one joiner call per encoder frame (greedy search's minimum; the decoder runs per
 emitted token and is left out). Element-wise gate math is not MACs and is not counted.
 That count reads LSTM transducer graphs; `run_macs` takes a ConvRNN-T's count from bundle.json
@@ -19,6 +19,7 @@ streams really executed (compute telemetry), since its gates decide them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -99,10 +100,9 @@ def model_macs(bundle_dir: Path) -> dict:
                 if inner.op_type in ("MatMul", "Gemm") and inner.input[1] in shapes:
                     k, n = shapes[inner.input[1]]
                     loop += k * n  # once per recurrent step = per encoder frame
-        elif node.op_type == "LSTM":  # W (dirs, 4H, in) and R (dirs, 4H, H): both once per frame
+        elif node.op_type in ("LSTM", "DynamicQuantizeLSTM"):  # W and R (int8: transposed), once per frame
             for weight in node.input[1:3]:
-                dirs, gates, size = shapes[weight]
-                loop += dirs * gates * size
+                loop += math.prod(shapes[weight])
     if frames is None:
         raise ValueError("encoder.onnx: no Conv front end found; the MAC count is for the LSTM transducer")
     joiner = onnx.load(str(bundle_dir / "joiner.onnx")).graph

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,19 +255,15 @@ def _export(args: argparse.Namespace) -> int:
         raise FramegateError(f"checkpoint '{args.checkpoint}': no such file")
     if args.calibration is not None and not args.calibration.is_file():
         raise FramegateError(f"--calibration '{args.calibration}': no such file")
-    import tempfile
-
-    from framegate.engine.errors import BundleError
-
+    steps = [step for step, wanted in (("bundle", args.model is None), ("int8", args.quantize is not None),
+                                       ("sherpa-onnx", args.format == "sherpa-onnx")) if wanted]
     with tempfile.TemporaryDirectory(prefix="framegate_export_") as scratch:
-        steps = ["bundle"] * (args.model is None) + ["int8"] * (args.quantize is not None) + \
-            ["sherpa-onnx"] * (args.format == "sherpa-onnx")
         bundle = args.model
         try:
             for step in steps:
                 out = args.out if step == steps[-1] else Path(scratch) / step
                 bundle = _export_step(step, args, bundle, out)
-        except (ValueError, BundleError) as e:  # refusals of the inputs (config, tokens, bundle) are user errors
+        except ValueError as e:  # refusals of the inputs (config, tokens, calibration) are user errors
             raise FramegateError(str(e)) from None
     print(bundle)
     return 0

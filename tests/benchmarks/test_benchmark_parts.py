@@ -58,6 +58,15 @@ def test_mac_count_of_onnx_lstm_ops_matches_the_formula(plain_lstm_model_and_bun
     assert macs["recurrent"] == t2 * (4 * 16 * 16 + 4 * 16 * 16)  # W and R of the LSTM op, per step
 
 
+def test_mac_count_of_int8_lstm_ops_is_the_fp32_count_plus_the_range_columns(tiny_bundle_int8):
+    fp32 = model_macs(tiny_bundle_int8.parent / "fp32")["per_window"]
+    int8 = model_macs(tiny_bundle_int8)["per_window"]
+    frames = (((11 - 3) // 2 + 1) - 3) // 2 + 1
+    assert fp32["recurrent"] == frames * 2 * (4 * 16 * 16 + 4 * 16 * 16)  # two layers, W and R
+    assert int8["recurrent"] == fp32["recurrent"] + frames * 2 * 4 * 16 * 2  # two range columns of W a layer
+    assert {k: v for k, v in int8.items() if k != "recurrent"} == {k: v for k, v in fp32.items() if k != "recurrent"}
+
+
 def test_rounds_keep_each_utterances_fastest_time_and_the_first_rounds_latency():
     first = {"peak_rss_mb": 100.0, "utterances": [{"id": "a", "compute_s": 2.0, "virtual": {"x": 1}},
                                                   {"id": "b", "compute_s": 1.0, "virtual": {"x": 2}}]}

@@ -99,3 +99,18 @@ def test_cli_prints_the_difference_and_exits_cleanly(tmp_path):
                           str(tmp_path / "nope.json"), "--json", str(tmp_path / "c.json")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "cannot read benchmark report" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_report_whose_per_utterance_file_was_overwritten_is_refused(tmp_path):
+    a = _write(tmp_path, "a", "framegate.bench.wer/1", _wer_records([3, 2], [10, 10]))
+    report = json.loads(a.read_text())
+    (tmp_path / "a.json").write_text(json.dumps({**report, "wer": 0.25, "utterances": 2}))
+    b = _write(tmp_path, "b", "framegate.bench.wer/1", _wer_records([1, 2], [10, 10]))
+    assert run(a, b, tmp_path / "ok.json", rounds=50)["wer"]["a"] == pytest.approx(0.25)  # its own records
+    (tmp_path / "a.json").write_text(json.dumps({**report, "wer": 0.40, "utterances": 2}))
+    with pytest.raises(FramegateError, match="another run's utterances"):
+        run(a, b, tmp_path / "x.json")
+    (tmp_path / "a.json").write_text(json.dumps({**report, "wer": 0.25, "utterances": 3}))
+    with pytest.raises(FramegateError, match="another run's utterances"):
+        run(a, b, tmp_path / "x.json")
+
