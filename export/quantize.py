@@ -16,6 +16,7 @@ M: an LSTM that reads another LSTM's output sees |h| < 1, so M = 1 clips nothing
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 
 from framegate.engine.audio import canonical_16k, read_audio
-from framegate.engine.bundle import Bundle
+from framegate.engine.bundle import Bundle, file_record
 from framegate.engine.errors import BundleError
 from framegate.engine.offline import padded_features
 
@@ -159,8 +160,6 @@ def _fix_input_range(graph: onnx.GraphProto, node: onnx.NodeProto, bound: float,
 
 def _quantize_lstms(source: Path, target: Path) -> None:
     """LSTM -> DynamicQuantizeLSTM (int8 W and R); the other ops stay in fp32."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -173,9 +172,7 @@ def _quantize_lstms(source: Path, target: Path) -> None:
 
 
 def _record(out_dir: Path, manifest: dict, quantization: dict) -> None:
-    from framegate.engine.bundle import file_record
-
-    config = {key: value for key, value in manifest.items() if key != "quantization"}
+    config = dict(manifest)
     config["files"] = {**config["files"], "encoder.onnx": file_record(out_dir / "encoder.onnx")}
     config["quantization"] = quantization
     (out_dir / "bundle.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
