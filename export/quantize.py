@@ -29,8 +29,10 @@ from onnx import helper, numpy_helper
 
 from framegate.engine.audio import canonical_16k, read_audio
 from framegate.engine.bundle import Bundle, file_record
+from framegate.engine.encoder_runner import LstmEncoderRunner
 from framegate.engine.errors import BundleError
 from framegate.engine.offline import padded_features
+from framegate.export.feature_cache import read_manifest
 
 SCHEME = "int8"
 CARD = "MODEL_CARD.md"
@@ -74,8 +76,7 @@ def quantize_bundle(bundle_dir: Path, out_dir: Path, calibration: Iterable[np.nd
 def calibration_audio(manifest: Path, limit: int) -> tuple[Iterator[np.ndarray], str]:
     """The first `limit` utterances of a corpus manifest (audio paths relative to its folder) as
     16 kHz mono float32, read one at a time, and how bundle.json names them."""
-    with open(manifest, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()][:limit]
+    records = read_manifest(manifest)[:limit]
     if not all(isinstance(r, dict) and isinstance(r.get("audio"), str) for r in records):
         raise ValueError(f"{manifest}: every line must be a JSON object with an 'audio' path")
 
@@ -97,13 +98,13 @@ def _largest_inputs(bundle: Bundle, model: onnx.ModelProto, lstms: list[onnx.Nod
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    states = {s["name"]: np.zeros(s["shape"], dtype=np.float32) for s in bundle.manifest["states"]}
+    zero = LstmEncoderRunner(bundle).initial_state()
     largest, utterances = np.zeros(len(lstms)), 0
     for samples in calibration:
         features = padded_features(bundle, samples)
         if not len(features):
             continue
-        outputs = session.run(None, {"x": features[np.newaxis], **states})[-len(lstms):]
+        outputs = session.run(None, {"x": features[np.newaxis], "h": zero.h, "c": zero.c})[-len(lstms):]
         largest = np.maximum(largest, [float(np.abs(x).max()) for x in outputs])
         utterances += 1
     if not utterances or not np.all(largest > 0):
