@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framegate.benchmarks.interleaved import ratio_interval, run_interleaved
 from framegate.benchmarks.peers import PEERS, WORD_MARKER
 from framegate.benchmarks.physical_limit import SGEMM_SIZE, run_macs, sgemm_peak
 from framegate.benchmarks.report import machine_info, paired_wer_difference, wer_interval, word_errors, write_report
@@ -49,9 +50,10 @@ class LatencyOptions:
     """threads: framegate's ONNX Runtime thread counts (the first is the headline and the
     peers'); block_ms: a live source's block; tail_s: audio after each utterance at real
     pace (longer than the endpoint rule's silence); real_time_utts: utterances also run at
-    true wall-clock pace to check the virtual clock; rounds: throughput runs of every
-    engine, taken in turn, each utterance's time the fastest of its rounds, so that a
-    burst of load on a shared machine does not land on one engine only; peers: the peers to
+    true wall-clock pace to check the virtual clock; rounds: throughput passes over the
+    utterances, each utterance going through every engine in turn (benchmarks/interleaved.py),
+    its time the fastest of its rounds, so that the drift of a shared machine's speed lands
+    on every engine alike; peers: the peers to
     run (None: every one that takes the bundle; empty: framegate alone, e.g. to pair two
     bundles' latencies with `bench compare` without spending minutes on PocketSphinx)."""
 
@@ -115,13 +117,14 @@ def _run_child(name: str, job: dict, work: Path) -> dict:
     return json.loads(out_path.read_text(encoding="utf-8"))
 
 
-def fastest_of_rounds(first: dict, again: dict) -> dict:
-    """`first` (the round with the latency passes) with each utterance's throughput time the
-    faster of the two rounds, and the larger peak memory."""
-    merged = dict(first, peak_rss_mb=max(first["peak_rss_mb"], again["peak_rss_mb"]))
-    merged["utterances"] = [dict(u, compute_s=min(u["compute_s"], v["compute_s"]))
-                            for u, v in zip(first["utterances"], again["utterances"])]
-    return merged
+def with_paced_passes(throughput: dict, paced: dict | None) -> dict:
+    """An engine's throughput result with its paced passes (framegate only) merged in, record
+    by record, and the larger memory of the two processes."""
+    if paced is None:
+        return throughput
+    return dict(throughput, peak_rss_mb=max(throughput["peak_rss_mb"], paced["peak_rss_mb"]),
+                final_rss_mb=max(throughput["final_rss_mb"], paced["final_rss_mb"]),
+                utterances=[{**p, **t} for t, p in zip(throughput["utterances"], paced["utterances"])])
 
 
 def _rtf(result: dict) -> float:
@@ -267,11 +270,11 @@ def run(model: Path | None, out: Path, manifest: Path | None = None, wav_list: P
             extras["pytorch"] = {"checkpoint": str(checkpoint)}
         jobs.update({(name, options.threads[0]): {**job, **extra, "threads": options.threads[0]}
                      for name, extra in extras.items()})
-        results: dict[tuple[str, int], dict] = {}
-        for round_index in range(options.rounds):
-            for key, engine_job in jobs.items():
-                again = _run_child(key[0], {**engine_job, "throughput_only": round_index > 0}, work)
-                results[key] = again if key not in results else fastest_of_rounds(results[key], again)
+        paced = {key: _run_child(key[0], {**engine_job, "passes": ["paced"]}, work)
+                 for key, engine_job in jobs.items() if key[0].startswith("framegate")}
+        throughput = run_interleaved({key: (key[0], {**engine_job, "passes": ["throughput"]})
+                                      for key, engine_job in jobs.items()}, len(utterances), options.rounds, work)
+        results = {key: with_paced_passes(result, paced.get(key)) for key, result in throughput.items()}
         framegate = {t: results[("framegate", t)] for t in options.threads}
         searched = results.get(("framegate-search", options.threads[0]))
         peers = {name: results[(name, options.threads[0])] for name in extras}
@@ -330,6 +333,8 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         if "tokens" in result["utterances"][0]:
             entry["tokens_vs_framegate"] = token_agreement(fg_tokens, [r["tokens"] for r in result["utterances"]], ids)
         entry["framegate_time_ratio"] = head["rtf"] / entry["rtf"]
+        entry["framegate_time_ratio_ci95"] = ratio_interval([r["compute_s"] for r in fg_records],
+                                                            [r["compute_s"] for r in result["utterances"]])
         peer_reports[name] = entry
     macs_per_s = macs["macs_per_audio_s"] / head["rtf"]
     raw_rtf = peer_reports["onnxruntime"]["rtf"] if "onnxruntime" in peer_reports else None
@@ -350,8 +355,12 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
         "bundle_mb": sum(p.stat().st_size for p in bundle_dir.iterdir() if p.is_file()) / 1e6,
         "wer": wer[0] if wer else None, "ci95": [wer[1], wer[2]] if wer else None,
         "engine_overhead": head["rtf"] / raw_rtf if raw_rtf else None,
+        "engine_overhead_ci95": (peer_reports["onnxruntime"]["framegate_time_ratio_ci95"]
+                                 if "onnxruntime" in peer_reports else None),
         "vs_sherpa_onnx": (peer_reports["sherpa-onnx"]["framegate_time_ratio"]
                            if "sherpa-onnx" in peer_reports else None),
+        "vs_sherpa_onnx_ci95": (peer_reports["sherpa-onnx"]["framegate_time_ratio_ci95"]
+                                if "sherpa-onnx" in peer_reports else None),
         "peers": peer_reports,
         "peers_skipped": _skipped_peers(peer_reports, options),
         "threads": per_threads,
@@ -360,6 +369,8 @@ def _assemble(bundle: Bundle, bundle_dir: Path, utterances: list[Utterance], fra
                            "raw_onnxruntime_fraction_of_peak": (macs["macs_per_audio_s"] / raw_rtf / sgemm["macs_per_s"]
                                                                 if raw_rtf else None)},
         "method": {"options": asdict(options), "flush_pad_s": FLUSH_PAD_S, "throughput_block_s": THROUGHPUT_BLOCK_S,
+                   "throughput": "engines in turn per utterance, order rotating; each utterance's fastest of "
+                                 f"{options.rounds} round(s); ratios with 95 % bootstrap intervals over utterances",
                    "clock": "virtual (measured compute, real-time arrival recurrence); "
                             f"first {options.real_time_utts} utterances also at wall-clock pace (pace_check)"},
         "machine": {**machine_info(), "cpu_model": _cpu_model()},

@@ -54,8 +54,8 @@ def _speed(ax, report: dict) -> None:
                     fontsize=7, xytext=(0, 2), textcoords="offset points")
     ax.axhline(0.05, color="#c44e52", linestyle=":", label="target RTF 0.05")
     ax.set_ylabel("real-time factor (compute / audio, log)")
-    ratios = [f"{label} x{report[key]:.2f}" for key, label in (("engine_overhead", "overhead vs raw ONNX Runtime"),
-                                                               ("vs_sherpa_onnx", "vs sherpa-onnx"))
+    ratios = [f"{label} x{report[key]:.2f}" + _interval(report.get(f"{key}_ci95"))
+              for key, label in (("engine_overhead", "overhead vs raw ONNX Runtime"), ("vs_sherpa_onnx", "vs sherpa-onnx"))
               if report.get(key) is not None]
     ax.set_title("Speed" + (": " + ", ".join(ratios) if ratios else " (peers on the LSTM contract only: none)"),
                  fontsize=9)
@@ -117,3 +117,7 @@ def _limit(ax, report: dict) -> None:
     ax.text(0.98, 0.5, f"peak RSS {report['peak_rss_mb']:.0f} MB\nbundle {report['bundle_mb']:.1f} MB",
             transform=ax.transAxes, ha="right", va="center", fontsize=9,
             bbox={"facecolor": "white", "edgecolor": "#cccccc"})
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else ""

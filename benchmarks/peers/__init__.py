@@ -1,13 +1,17 @@
 """The engines the latency benchmark runs, each alone in its own child process.
 
-Each module here has `run(job: dict) -> dict`. The job carries the bundle, the thread
-count, and the utterances (16 kHz .npy files, see benchmarks/utterances.py); the result
-carries per-utterance `tokens` (pieces, "▁" marking a word start) or `text`, and
-`compute_s`. `child.py` runs one of them and adds the process's peak RSS, so the memory
-of one engine never mixes with another's. A new engine (a gated or ConvRNN-T bundle in
+Each module here has `load(job: dict) -> Decode`: it loads its model once and returns the
+function that decodes one utterance (its index and record in `job["utterances"]`, 16 kHz
+.npy files, see benchmarks/utterances.py) into a record with `tokens` (pieces, "▁"
+marking a word start) or `text`, and `compute_s`. `child.py` runs one of them, over every
+utterance or one utterance at a time on request (so the parent can take the engines in
+turn, utterance by utterance), and adds the process's peak RSS, so the memory of one
+engine never mixes with another's. A new engine (a gated or ConvRNN-T bundle in
 framegate, another peer) is one more module and one more entry in RUNNERS.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 RUNNERS = {
     "framegate": "framegate.benchmarks.peers.engine",
@@ -21,3 +25,5 @@ RUNNERS = {
 PEERS = tuple(name for name in RUNNERS if not name.startswith("framegate"))  # what --peers chooses from
 
 WORD_MARKER = "\u2581"
+
+Decode = Callable[[int, dict], dict]  # (index in job["utterances"], utterance) -> record

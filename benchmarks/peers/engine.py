@@ -7,18 +7,21 @@ followed by `tail_s` of digital silence, fed in `block_ms` blocks at real-time p
 the default endpoint rules on; every utterance on the virtual clock, the first
 `real_time_utts` also at true wall-clock pace (benchmarks/realtime.py). The job's `search`
 is "greedy" (as the peers decode, whatever the bundle's default: their tokens are compared)
-or "bundle" (the bundle's own search, e.g. beam search with its language model). A job with
-`throughput_only` (the benchmark's later rounds) runs the throughput pass alone.
+or "bundle" (the bundle's own search, e.g. beam search with its language model). The job's
+`passes` say which of the two run ("throughput", "paced"): the benchmark takes the
+throughput passes of every engine in turn, utterance by utterance, and the paced passes apart.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
-from tqdm import tqdm
 
+from framegate.benchmarks.peers import Decode
 from framegate.benchmarks.realtime import RATE, PacedRun, WindowCountingRecognizer, run_paced
 from framegate.engine.endpoint import EndpointConfig
+
+ENGINE = "framegate"
 
 
 def _paced_record(run: PacedRun) -> dict:
@@ -28,7 +31,7 @@ def _paced_record(run: PacedRun) -> dict:
             "compute_s": run.compute_s}
 
 
-def run(job: dict) -> dict:
+def load(job: dict) -> Decode:
     greedy = {"beam": 1, "lm_weight": 0.0} if job.get("search", "greedy") == "greedy" else {}
     recognizer = WindowCountingRecognizer(job["bundle"], num_threads=job["threads"], endpoint=None, **greedy)
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
@@ -36,8 +39,9 @@ def run(job: dict) -> dict:
     paced = job["paced"]
     block = round(paced["block_ms"] * RATE / 1000)
     tail = np.zeros(round(paced["tail_s"] * RATE), dtype=np.float32)
-    results = []
-    for index, utt in enumerate(tqdm(job["utterances"], desc=f"framegate x{job['threads']}", unit="utt")):
+    passes = set(job["passes"])
+
+    def throughput(utt: dict) -> dict:
         samples = np.concatenate([np.load(utt["npy"]), flush])
         recognizer.endpoint = None
         started = time.perf_counter()
@@ -49,22 +53,29 @@ def run(job: dict) -> dict:
         recognizer.decode(stream)
         compute_s = time.perf_counter() - started
         result = stream.result
-        record = {"id": utt["id"], "tokens": result.tokens, "text": result.text, "compute_s": compute_s,
+        record = {"tokens": result.tokens, "text": result.text, "compute_s": compute_s,
                   "audio_s": len(samples) / RATE}
         telemetry = stream.compute_telemetry
         if telemetry is not None:  # a gated encoder: the MACs its gates let run
             record.update(executed_macs=telemetry.macs, dense_macs=telemetry.dense_macs)
-        if job["throughput_only"]:
-            results.append(record)
-            continue
+        return record
+
+    def latency(index: int, utt: dict) -> dict:
         live = np.concatenate([np.load(utt["npy"]), tail])
         recognizer.endpoint = EndpointConfig()
         virtual = run_paced(recognizer, live, block, real_time=False)
-        record["virtual"] = _paced_record(virtual)
-        record["chunk_compute_s"] = virtual.chunk_compute_s
+        record = {"virtual": _paced_record(virtual), "chunk_compute_s": virtual.chunk_compute_s}
         if index < paced["real_time_utts"]:
             real = run_paced(recognizer, live, block, real_time=True)
-            record["real_time"] = _paced_record(real)
-            record["real_time"]["chunk_compute_s"] = real.chunk_compute_s
-        results.append(record)
-    return {"engine": "framegate", "threads": job["threads"], "utterances": results}
+            record["real_time"] = {**_paced_record(real), "chunk_compute_s": real.chunk_compute_s}
+        return record
+
+    def decode(index: int, utt: dict) -> dict:
+        record = {"id": utt["id"]}
+        if "throughput" in passes:
+            record.update(throughput(utt))
+        if "paced" in passes:
+            record.update(latency(index, utt))
+        return record
+
+    return decode

@@ -16,9 +16,11 @@ from pathlib import Path
 import kaldi_native_fbank as knf
 import numpy as np
 import onnxruntime as ort
-from tqdm import tqdm
+
+from framegate.benchmarks.peers import Decode
 
 RATE = 16000
+ENGINE = "onnxruntime"
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -46,7 +48,7 @@ def _fbank(samples: np.ndarray, features: dict) -> np.ndarray:
     return np.array(frames, dtype=np.float32).reshape(len(frames), features["num_bins"])
 
 
-def run(job: dict) -> dict:
+def load(job: dict) -> Decode:
     bundle = Path(job["bundle"])
     manifest = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
     enc, dec = manifest["encoder"], manifest["decoder"]
@@ -58,8 +60,8 @@ def run(job: dict) -> dict:
     joiner = _session(bundle / "joiner.onnx", job["threads"])
     chunk, lookahead = enc["chunk_frames"], enc["lookahead_frames"]
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
-    results = []
-    for utt in tqdm(job["utterances"], desc="onnxruntime loop", unit="utt"):
+
+    def decode(index: int, utt: dict) -> dict:
         samples = np.concatenate([np.load(utt["npy"]), flush])
         started = time.perf_counter()
         feats = _fbank(samples, manifest["features"])
@@ -87,6 +89,7 @@ def run(job: dict) -> dict:
                 context = np.concatenate([context[:, 1:], [[tokens[-1]]]], axis=1).astype(np.int64)
                 decoder_out = decoder.run(None, {"y": context})[0]
                 frames = frames[emit[0] + 1:]
-        results.append({"id": utt["id"], "tokens": [pieces[t] for t in tokens],
-                        "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE})
-    return {"engine": "onnxruntime", "threads": job["threads"], "utterances": results}
+        return {"id": utt["id"], "tokens": [pieces[t] for t in tokens],
+                "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE}
+
+    return decode

@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-from framegate.benchmarks.peers import WORD_MARKER
+from framegate.benchmarks.peers import WORD_MARKER, Decode
 
 RATE = 16000
+ENGINE = "sherpa-onnx"
 
 
-def run(job: dict) -> dict:
+def load(job: dict) -> Decode:
     import sherpa_onnx
 
     model = Path(job["sherpa_dir"])
@@ -33,8 +32,8 @@ def run(job: dict) -> dict:
         decoding_method="greedy_search", enable_endpoint_detection=False)
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
     step = round(job["throughput_block_s"] * RATE)
-    results = []
-    for utt in tqdm(job["utterances"], desc="sherpa-onnx", unit="utt"):
+
+    def decode(index: int, utt: dict) -> dict:
         samples = np.concatenate([np.load(utt["npy"]), flush])
         started = time.perf_counter()
         stream = recognizer.create_stream()
@@ -46,6 +45,7 @@ def run(job: dict) -> dict:
         while recognizer.is_ready(stream):
             recognizer.decode_stream(stream)
         tokens = [t.replace(" ", WORD_MARKER) for t in recognizer.get_result_all(stream).tokens]
-        results.append({"id": utt["id"], "tokens": tokens, "compute_s": time.perf_counter() - started,
-                        "audio_s": len(samples) / RATE})
-    return {"engine": "sherpa-onnx", "threads": job["threads"], "utterances": results}
+        return {"id": utt["id"], "tokens": tokens, "compute_s": time.perf_counter() - started,
+                "audio_s": len(samples) / RATE}
+
+    return decode

@@ -8,18 +8,21 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from tqdm import tqdm
+
+from framegate.benchmarks.peers import Decode
 
 RATE = 16000
+ENGINE = "pocketsphinx"
+FIXED_THREADS = 1
 
 
-def run(job: dict) -> dict:
+def load(job: dict) -> Decode:
     from pocketsphinx import Decoder
 
     decoder = Decoder(loglevel="FATAL")
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
-    results = []
-    for utt in tqdm(job["utterances"], desc="pocketsphinx", unit="utt"):
+
+    def decode(index: int, utt: dict) -> dict:
         samples = np.concatenate([np.load(utt["npy"]), flush])
         started = time.perf_counter()
         pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
@@ -27,6 +30,7 @@ def run(job: dict) -> dict:
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
         hyp = decoder.hyp()
-        results.append({"id": utt["id"], "text": hyp.hypstr.lower() if hyp else "",
-                        "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE})
-    return {"engine": "pocketsphinx", "threads": 1, "utterances": results}
+        return {"id": utt["id"], "text": hyp.hypstr.lower() if hyp else "",
+                "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE}
+
+    return decode

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from framegate.benchmarks.peers import Decode
 from framegate.engine.features import FbankConfig, compute_fbank
 from framegate.export.bundle_writer import silence_log_mel
 from framegate.export.onnx_export import load_model
 
 RATE = 16000
+ENGINE = "pytorch"
 
 
-@torch.inference_mode()
-def run(job: dict) -> dict:
+def load(job: dict) -> Decode:
     torch.set_num_threads(job["threads"])
     warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
     # Stream in the bundle's windows, which export may have chosen apart from the checkpoint's.
@@ -38,8 +38,9 @@ def run(job: dict) -> dict:
     pad_value = silence_log_mel(features)
     chunk, lookahead = cfg.chunk_frames, cfg.window_frames - cfg.chunk_frames
     flush = np.zeros(round(job["flush_pad_s"] * RATE), dtype=np.float32)
-    results = []
-    for utt in tqdm(job["utterances"], desc="pytorch eager", unit="utt"):
+
+    @torch.inference_mode()
+    def decode(index: int, utt: dict) -> dict:
         samples = np.concatenate([np.load(utt["npy"]), flush])
         started = time.perf_counter()
         feats = compute_fbank(samples, features)
@@ -60,6 +61,7 @@ def run(job: dict) -> dict:
                 tokens.append(best)
                 context = torch.cat([context[:, 1:], torch.tensor([[best]])], dim=1)
                 decoder_out = model.decoder(context.unsqueeze(1))[:, 0]
-        results.append({"id": utt["id"], "tokens": [pieces[t] for t in tokens],
-                        "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE})
-    return {"engine": "pytorch", "threads": job["threads"], "utterances": results}
+        return {"id": utt["id"], "tokens": [pieces[t] for t in tokens],
+                "compute_s": time.perf_counter() - started, "audio_s": len(samples) / RATE}
+
+    return decode

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from framegate.benchmarks.latency import fastest_of_rounds, edit_distance, percentiles, token_agreement
+from framegate.benchmarks.interleaved import ratio_interval, schedule
+from framegate.benchmarks.latency import edit_distance, percentiles, token_agreement, with_paced_passes
 from framegate.benchmarks.physical_limit import model_macs
 from framegate.benchmarks.utterances import speech_bounds
 
@@ -67,13 +68,36 @@ def test_mac_count_of_int8_lstm_ops_is_the_fp32_count_plus_the_range_columns(tin
     assert {k: v for k, v in int8.items() if k != "recurrent"} == {k: v for k, v in fp32.items() if k != "recurrent"}
 
 
-def test_rounds_keep_each_utterances_fastest_time_and_the_first_rounds_latency():
-    first = {"peak_rss_mb": 100.0, "utterances": [{"id": "a", "compute_s": 2.0, "virtual": {"x": 1}},
-                                                  {"id": "b", "compute_s": 1.0, "virtual": {"x": 2}}]}
-    again = {"peak_rss_mb": 120.0, "utterances": [{"id": "a", "compute_s": 1.5}, {"id": "b", "compute_s": 3.0}]}
-    merged = fastest_of_rounds(first, again)
+def test_paced_passes_merge_into_the_throughput_records_with_the_larger_memory():
+    throughput = {"peak_rss_mb": 100.0, "final_rss_mb": 90.0,
+                  "utterances": [{"id": "a", "compute_s": 1.5}, {"id": "b", "compute_s": 1.0}]}
+    paced = {"peak_rss_mb": 120.0, "final_rss_mb": 80.0,
+             "utterances": [{"id": "a", "virtual": {"x": 1}}, {"id": "b", "virtual": {"x": 2}}]}
+    merged = with_paced_passes(throughput, paced)
     assert [u["compute_s"] for u in merged["utterances"]] == [1.5, 1.0]
-    assert merged["utterances"][0]["virtual"] == {"x": 1} and merged["peak_rss_mb"] == 120.0
+    assert [u["virtual"] for u in merged["utterances"]] == [{"x": 1}, {"x": 2}]
+    assert (merged["peak_rss_mb"], merged["final_rss_mb"]) == (120.0, 90.0)
+    assert with_paced_passes(throughput, None) is throughput
+
+
+def test_schedule_runs_every_engine_once_per_utterance_back_to_back_and_rotates_the_first():
+    keys = ["framegate", "onnxruntime", "sherpa-onnx"]
+    order = list(schedule(keys, utterances=4, rounds=2))
+    assert len(order) == 2 * 4 * 3
+    for start in range(0, len(order), 3):  # each (round, utterance): the three engines back to back
+        group = order[start:start + 3]
+        assert len({(r, i) for r, i, _ in group}) == 1 and sorted(k for _, _, k in group) == sorted(keys)
+    firsts = [order[start][2] for start in range(0, len(order), 3)]
+    assert {k: firsts.count(k) for k in keys} == {"framegate": 3, "onnxruntime": 3, "sherpa-onnx": 2}
+
+
+def test_ratio_interval_brackets_the_ratio_of_sums_and_is_a_point_for_a_constant_ratio():
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0.5, 2.0, size=50)
+    a = b * rng.uniform(0.8, 1.4, size=50)
+    lo, hi = ratio_interval(list(a), list(b))
+    assert lo < a.sum() / b.sum() < hi and hi - lo < 0.2
+    assert ratio_interval(list(2 * b), list(b)) == pytest.approx([2.0, 2.0])
 
 
 class _ScriptedStream:

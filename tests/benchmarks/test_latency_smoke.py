@@ -68,6 +68,9 @@ def test_engines_on_the_same_weights_emit_the_same_tokens(latency_report):
     # sherpa-onnx does not pad the last partial window: tokens may end early, never differ before
     assert peers["sherpa-onnx"]["tokens_vs_framegate"]["one_is_prefix"] == 1.0
     assert latency_report["engine_overhead"] == pytest.approx(latency_report["rtf"] / peers["onnxruntime"]["rtf"])
+    lo, hi = latency_report["engine_overhead_ci95"]  # one utterance: the interval is the ratio itself
+    assert lo == pytest.approx(latency_report["engine_overhead"]) == pytest.approx(hi)
+    assert latency_report["vs_sherpa_onnx_ci95"] == peers["sherpa-onnx"]["framegate_time_ratio_ci95"]
 
 
 def test_engine_process_loads_no_torch(latency_report):
