@@ -43,12 +43,13 @@ def _speed(ax, report: dict) -> None:
         agree = peer.get("tokens_vs_framegate")
         text = f"WER {100 * peer['wer']:.0f}%" if peer.get("wer") is not None else ""
         if agree:
-            text += (f"\nsame tokens {100 * agree['identical']:.0f}%"
-                     f"\n(to file end {100 * agree['one_is_prefix']:.0f}%)")
+            text += (f"\nsame tokens\n{100 * agree['identical']:.0f}%"
+                     f" ({100 * agree['one_is_prefix']:.0f}%\nto file end)")
         labels.append(text)
         colors.append("#dd8452")
     bars = ax.bar(names, rtfs, color=colors)
     ax.set_yscale("log")
+    ax.set_ylim(top=max(rtfs) * 8)  # room for the labels above the tallest bar
     for bar, text in zip(bars, labels):
         ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
                     fontsize=7, xytext=(0, 2), textcoords="offset points")
@@ -57,7 +58,7 @@ def _speed(ax, report: dict) -> None:
     ratios = [f"{label} x{report[key]:.2f}" + _interval(report.get(f"{key}_ci95"))
               for key, label in (("engine_overhead", "overhead vs raw ONNX Runtime"), ("vs_sherpa_onnx", "vs sherpa-onnx"))
               if report.get(key) is not None]
-    ax.set_title("Speed" + (": " + ", ".join(ratios) if ratios else " (peers on the LSTM contract only: none)"),
+    ax.set_title("Speed" + (":\n" + ", ".join(ratios) if ratios else " (peers on the LSTM contract only: none)"),
                  fontsize=9)
     ax.legend(fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
