@@ -2,7 +2,7 @@
 
 `framegate fairness cohorts [--model BUNDLE] [--embedder BUNDLE] --manifest JSONL --json OUT`:
 every speech utterance of the manifest is transcribed (the shipped bundle by default, streamed
-in 100 ms blocks as `framegate transcribe` does) and embedded; a speaker's embedding is the
+in 100 ms blocks as a live source delivers them) and embedded; a speaker's embedding is the
 normalized mean of its utterances'. k-means (scikit-learn, cosine geometry: unit vectors)
 clusters the speakers into cohorts, ranked worst first by WER (errors / reference words over
 the cohort's utterances). Each speaker weighs in the k-means objective (and the silhouette) by

@@ -36,7 +36,7 @@ from framegate.export.sherpa_export import check_sherpa_compatible, write_sherpa
 
 SCHEMA = "framegate.bench.latency/1"
 FLUSH_PAD_S = 0.25  # digital silence after each file for every engine: sherpa-onnx decodes whole windows only
-THROUGHPUT_BLOCK_S = 0.1  # as `framegate transcribe` feeds a file
+THROUGHPUT_BLOCK_S = 0.1  # every engine alike, as a live source delivers audio
 LSTM_ONLY_PEERS = {
     "onnxruntime": "the bare ONNX Runtime loop decodes the LSTM transducer contract only; this encoder "
                    "runs part of its work in framegate's C++ kernels",

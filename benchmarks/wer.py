@@ -1,7 +1,7 @@
 """Word error rate of a bundle on a corpus split, per held-out voice family, with the RTF.
 
 `framegate bench wer --manifest data/corpus/test.jsonl --json OUT`: every utterance goes
-through a real stream in 100 ms blocks (as `framegate transcribe` feeds files), on the
+through a real stream in 100 ms blocks (as a live source delivers them), on the
 ONNX Runtime thread count given (1 by default: the model card's real-time factor).
 Everything here is synthetic speech and the report says so.
 """

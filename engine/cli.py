@@ -26,7 +26,11 @@ if TYPE_CHECKING:
     from framegate.engine.recognizer import Recognizer
 
 EXIT_USER_ERROR = 2
-BLOCK_SECONDS = 0.1  # file blocks per accept_waveform: what a live source would deliver
+# A file is not a live source: nobody watches its partial results, so it is read in blocks long
+# enough that up to 16 consecutive encoder windows share one call (engine/encoder_runner.py); the
+# text is the same as from 100 ms blocks. Measured on the default bundle (60 test utterances, one
+# thread): RTF greedy 0.015 -> 0.0094, beam + LM 0.028 -> 0.019, against 100 ms blocks.
+FILE_BLOCK_SECONDS = 1.0
 
 
 def _positive_int(text: str) -> int:
@@ -57,7 +61,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     recognizer = Recognizer(args.model, num_threads=args.threads, beam=args.beam, lm_weight=args.lm_weight)
     for path in args.files:
         started = time.perf_counter()
-        sample_rate, blocks = read_audio_blocks(path, BLOCK_SECONDS)
+        sample_rate, blocks = read_audio_blocks(path, FILE_BLOCK_SECONDS)
         stream = recognizer.create_stream()
         num_samples = 0
         for block in blocks:

@@ -1,7 +1,8 @@
-"""framegate itself: file-mode throughput, then the real-time-pace latency passes.
+"""framegate itself: throughput, then the real-time-pace latency passes.
 
 Throughput (RTF, tokens for the agreement check): every utterance plus the shared flush
-pad is fed in 100 ms blocks back to back, as `framegate transcribe` feeds a file, with
+pad is fed in 100 ms blocks back to back, as a live source delivers them and as every peer
+is fed (`framegate transcribe` reads files in longer blocks, engine/cli.py), with
 endpointing off so each file is one utterance, as in the peers. Latency: the utterance
 followed by `tail_s` of digital silence, fed in `block_ms` blocks at real-time pace with
 the default endpoint rules on; every utterance on the virtual clock, the first

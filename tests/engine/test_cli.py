@@ -60,6 +60,33 @@ def test_transcribe_plain_text_for_one_file(capsys, tiny_bundle, audio_files):
     assert code == 0 and len(out.splitlines()) == 1 and out.strip()
 
 
+def test_transcribe_reads_files_in_blocks_whose_windows_share_encoder_calls_with_the_live_text(
+        capsys, tiny_bundle, audio_files, monkeypatch):
+    from framegate.engine.recognizer import Recognizer
+
+    live = Recognizer(tiny_bundle, num_threads=1)
+    stream = live.create_stream()
+    clip, rate = sf.read(audio_files["wav"], dtype="float32")
+    for i in range(0, len(clip), 1600):  # what a live source delivers: 100 ms blocks
+        stream.accept_waveform(rate, clip[i:i + 1600])
+        live.decode(stream)
+    stream.input_finished()
+    live.decode(stream)
+    calls, windows = [], []
+    encode_windows = Recognizer.encode_windows
+
+    def counting(self, batch, state):
+        calls.append(1)
+        windows.append(len(batch))
+        return encode_windows(self, batch, state)
+
+    monkeypatch.setattr(Recognizer, "encode_windows", counting)
+    code, out, err = run_main(capsys, "transcribe", str(audio_files["wav"]), "--model", str(tiny_bundle), "--json")
+    assert code == 0, err
+    assert json.loads(out)["tokens"] == stream.result.tokens
+    assert len(calls) <= sum(windows) / 8  # 100 ms blocks would make about one call per window
+
+
 def test_segments_appear_when_endpoints_split_the_file(capsys, tiny_bundle, speechlike_16k, tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, np.tile(speechlike_16k, 4), 16000)  # 25 s: rule 3 (20 s) must cut it
