@@ -13,9 +13,10 @@ device that runs for days would. Measured:
   here and not in unit tests; its cause, state that grows with the stream, is measured
   without a clock: the 16 kHz samples the stream still holds after each decode (`held_samples`),
   which must stay within one encoder window whatever the stream's length.
-- Segment equality: each endpointed segment replayed alone through a fresh stream: its audio
-  from the segment's start, plus the few lookahead frames the engine had read past the cut
-  (the encoder's lookahead and one fbank frame), decoded with the same recognizer. Its first
+- Segment equality: each endpointed segment, as it closes, replayed alone through a fresh
+  stream: its audio from the segment's start, plus the few lookahead frames the engine had read
+  past the cut (the encoder's lookahead and one fbank frame), decoded with a recognizer of the
+  same bundle (kept for the replays, so the soak itself keeps nothing per segment). Its first
   segment must have the same tokens. Also reported, informational: the text of the segment's
   audio [start, end) transcribed alone with input_finished (tail padded, so the last chunk
   can legitimately differ).
@@ -45,6 +46,7 @@ from framegate.engine.recognizer import Recognizer
 SCHEMA = 1
 MAX_BLOCK_S = 1.0
 MIN_BLOCK_S = 0.01
+RSS_EVERY_S = 5.0  # audio seconds between RSS samples
 
 
 def synthetic_utterance(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -140,43 +142,63 @@ def soak(bundle: Path | None, minutes: float, *, seed: int = 0, manifest: Path |
          cli_file_minutes: float = 0.0) -> dict:
     """Run the soak and return the report (see the module docstring for what each number means)."""
     recognizer = Recognizer(bundle, endpoint=endpoint)
+    replay = Recognizer(bundle, endpoint=endpoint)
+    alone = Recognizer(bundle, endpoint=None)
     audio = speech_with_pauses(minutes, seed, manifest)
     rng = np.random.default_rng(seed + 1)
     stream = recognizer.create_stream()
-    segments, rss, rtf, held = [], [], [], []  # rss: (audio s, MB); rtf: (audio s, compute / audio)
-    pos, next_rss = 0, 0.0
+    # The harness must not grow with the stream, or its own records read as the engine's leak:
+    # per-block figures go into arrays sized up front, and each segment is checked as it closes
+    # and then dropped (keeping every segment and a tuple per block cost about 6 MB an hour).
+    max_blocks = len(audio) // round(TARGET_RATE * MIN_BLOCK_S) + 2
+    block_start_s, block_end_s = np.zeros(max_blocks), np.zeros(max_blocks)
+    block_rtf, held = np.zeros(max_blocks), np.zeros(max_blocks, dtype=np.int64)
+    rss = np.zeros((int(len(audio) / TARGET_RATE / RSS_EVERY_S) + 3, 2))  # (audio s, MB)
+    checks = {"endpointed": 0, "identical": 0, "standalone": 0}
+    mismatched: list[dict] = []
+
+    def check(segments: list) -> None:
+        for segment in segments:
+            checks["endpointed"] += 1
+            if replay_segment(replay, audio, segment.start_s, segment.end_s) == segment.tokens:
+                checks["identical"] += 1
+            elif len(mismatched) < 20:
+                mismatched.append({"start": segment.start_s, "end": segment.end_s})
+            span = audio[round(segment.start_s * TARGET_RATE):round(segment.end_s * TARGET_RATE)]
+            checks["standalone"] += alone.transcribe(span, TARGET_RATE).text == segment.text
+
+    pos, blocks, samples = 0, 0, 0
     while pos < len(audio):
         size = int(TARGET_RATE * np.exp(rng.uniform(np.log(MIN_BLOCK_S), np.log(MAX_BLOCK_S))))
         block = audio[pos:pos + size]
         started = time.perf_counter()
         stream.accept_waveform(TARGET_RATE, block)
         recognizer.decode(stream)
-        segments += stream.take_segments()
-        rtf.append((pos / TARGET_RATE, (time.perf_counter() - started) * TARGET_RATE / len(block)))
+        closed = stream.take_segments()
+        block_rtf[blocks] = (time.perf_counter() - started) * TARGET_RATE / len(block)
+        block_start_s[blocks] = pos / TARGET_RATE
         pos += len(block)
-        held.append((pos / TARGET_RATE, len(stream.utterance.samples)))
-        if pos / TARGET_RATE >= next_rss:
-            rss.append((pos / TARGET_RATE, resident_mb()))
-            next_rss += 5.0
+        block_end_s[blocks] = pos / TARGET_RATE
+        held[blocks] = len(stream.utterance.samples)
+        blocks += 1
+        check(closed)
+        if pos / TARGET_RATE >= samples * RSS_EVERY_S:
+            rss[samples] = (pos / TARGET_RATE, resident_mb())
+            samples += 1
     stream.input_finished()
     recognizer.decode(stream)
-    segments += stream.take_segments()
-    rss.append((pos / TARGET_RATE, resident_mb()))
+    check(stream.take_segments())
+    rss[samples] = (pos / TARGET_RATE, resident_mb())
+    rss = rss[:samples + 1]
 
     duration_s = len(audio) / TARGET_RATE
     warm_s = warmup_fraction * duration_s
-    warm_rss = [mb for s, mb in rss if s <= warm_s][-1]
-    after = [mb for s, mb in rss if s > warm_s]
-    steady = [(s, r) for s, r in rtf if s > warm_s]
+    warm_rss = float(rss[rss[:, 0] <= warm_s, 1][-1])
+    after = rss[rss[:, 0] > warm_s, 1]
+    starts, rtfs = block_start_s[:blocks], block_rtf[:blocks]
     span = duration_s - warm_s
-    start_rtf = float(np.median([r for s, r in steady if s < warm_s + 0.1 * span]))
-    end_rtf = float(np.median([r for s, r in steady if s >= duration_s - 0.1 * span]))
-
-    replay = Recognizer(bundle, endpoint=endpoint)
-    alone = Recognizer(bundle, endpoint=None)
-    identical = [replay_segment(replay, audio, s.start_s, s.end_s) == s.tokens for s in segments]
-    standalone = [alone.transcribe(audio[round(s.start_s * TARGET_RATE):round(s.end_s * TARGET_RATE)],
-                                   TARGET_RATE).text == s.text for s in segments]
+    start_rtf = float(np.median(rtfs[(starts > warm_s) & (starts < warm_s + 0.1 * span)]))
+    end_rtf = float(np.median(rtfs[(starts > warm_s) & (starts >= duration_s - 0.1 * span)]))
     feats, enc = recognizer.bundle.features, recognizer.bundle.encoder
     chunk_s = enc.chunk_frames * feats.frame_shift_ms / 1000
     window_samples = round(TARGET_RATE * ((enc.window_frames - 1) * feats.frame_shift_ms + feats.frame_length_ms)
@@ -186,21 +208,19 @@ def soak(bundle: Path | None, minutes: float, *, seed: int = 0, manifest: Path |
         "bundle": str(recognizer.bundle.path),
         "audio": {"minutes": minutes, "source": str(manifest) if manifest else "synthetic", "seed": seed},
         "endpoint": str(endpoint),
-        "blocks": len(rtf),
-        "rss_mb": {"warmup_end": round(warm_rss, 2), "max_after_warmup": round(max(after), 2),
-                   "growth_after_warmup": round(max(after) - warm_rss, 2),
-                   "series": [[round(s, 1), round(mb, 2)] for s, mb in rss]},
+        "blocks": blocks,
+        "rss_mb": {"warmup_end": round(warm_rss, 2), "max_after_warmup": round(float(after.max()), 2),
+                   "growth_after_warmup": round(float(after.max()) - warm_rss, 2),
+                   "series": [[round(float(s), 1), round(float(mb), 2)] for s, mb in rss]},
         "drift": {"rtf_start": round(start_rtf, 5), "rtf_end": round(end_rtf, 5),
                   "per_chunk_ms_start": round(1000 * start_rtf * chunk_s, 3),
                   "per_chunk_ms_end": round(1000 * end_rtf * chunk_s, 3),
                   "ratio_end_over_start": round(end_rtf / start_rtf, 4)},
-        "held_samples": {"max_after_warmup": max(n for s, n in held if s > warm_s),
+        "held_samples": {"max_after_warmup": int(held[:blocks][block_end_s[:blocks] > warm_s].max()),
                          "one_window": window_samples},
-        "segments": {"endpointed": len(segments), "identical_when_replayed_alone": sum(identical),
-                     "all_identical": all(identical),
-                     "standalone_finished_text_equal": sum(standalone),
-                     "mismatched": [{"start": s.start_s, "end": s.end_s} for s, ok in zip(segments, identical)
-                                    if not ok][:20]},
+        "segments": {"endpointed": checks["endpointed"], "identical_when_replayed_alone": checks["identical"],
+                     "all_identical": checks["identical"] == checks["endpointed"],
+                     "standalone_finished_text_equal": checks["standalone"], "mismatched": mismatched},
     }
     if cli_file_minutes > 0:
         with tempfile.TemporaryDirectory(prefix="framegate-soak-") as tmp:
