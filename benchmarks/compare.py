@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framegate.benchmarks.report import machine_info, paired_wer_difference, write_report
+from framegate.benchmarks.report import bootstrap_interval, machine_info, paired_wer_difference, write_report
 from framegate.engine.errors import FramegateError
 
 SCHEMA = "framegate.bench.compare/1"
@@ -70,12 +70,6 @@ def _paired(a: list[dict], b: list[dict], key: str, ref_key: str) -> list[tuple[
     return pairs
 
 
-def _bootstrap(x: np.ndarray, stat, rounds: int, seed: int) -> list[float]:
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(rounds, len(x)))
-    lo, hi = np.percentile([stat(x[i]) for i in idx], [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
 def compare_wer(a: list[dict], b: list[dict], rounds: int = 2000, seed: int = 0) -> dict:
     pairs = _paired(a, b, "audio", "ref")
     errors_a = np.array([ra["errors"] for ra, _ in pairs], dtype=float)
@@ -125,10 +119,11 @@ def compare_latency(a: list[dict], b: list[dict], rounds: int = 2000, seed: int 
                 "b": {"p50": float(np.percentile(xb, 50)), "p95": float(np.percentile(xb, 95))},
                 "p95_difference": {
                     "difference": float(np.percentile(xb, 95) - np.percentile(xa, 95)),
-                    "ci95": _bootstrap(stacked, lambda s: np.percentile(s[:, 1], 95) - np.percentile(s[:, 0], 95),
-                                       rounds, seed)},
+                    "ci95": bootstrap_interval(stacked,
+                                               lambda s: np.percentile(s[:, 1], 95) - np.percentile(s[:, 0], 95),
+                                               rounds, seed)},
                 "mean_difference": {"difference": float(diff.mean()),
-                                    "ci95": _bootstrap(diff, np.mean, rounds, seed)},
+                                    "ci95": bootstrap_interval(diff, np.mean, rounds, seed)},
                 "earlier_same_later": [int((diff < -TIE_MS).sum()), int((abs(diff) <= TIE_MS).sum()),
                                        int((diff > TIE_MS).sum())],
                 "per_utterance": {"a": xa.tolist(), "b": xb.tolist()},

@@ -22,6 +22,7 @@ from typing import Hashable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from framegate.benchmarks.report import bootstrap_interval
 from framegate.engine.errors import FramegateError
 
 
@@ -109,7 +110,5 @@ def ratio_interval(numerator: list[float], denominator: list[float], rounds: int
                    seed: int = 0) -> list[float]:
     """95 % bootstrap interval over utterances of sum(numerator) / sum(denominator)
     (per-utterance times of two engines on the same utterances)."""
-    a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(a), size=(rounds, len(a)))
-    lo, hi = np.percentile(a[idx].sum(axis=1) / b[idx].sum(axis=1), [2.5, 97.5])
-    return [float(lo), float(hi)]
+    pairs = np.column_stack([numerator, denominator]).astype(float)
+    return bootstrap_interval(pairs, lambda s: s[:, 0].sum() / s[:, 1].sum(), rounds, seed)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jiwer
@@ -43,6 +43,15 @@ def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> tuple[np.ndarray, n
         out = jiwer.process_words(ref, hyp if hyp.strip() else "")
         errors[i] = out.substitutions + out.deletions + out.insertions
     return errors, words
+
+
+def bootstrap_interval(x: np.ndarray, stat: Callable[[np.ndarray], float], rounds: int = 2000,
+                       seed: int = 0) -> list[float]:
+    """95 % bootstrap interval of `stat` over the rows of `x` (one row per utterance; pairs of
+    measurements stay together in a row)."""
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(rounds, len(x)))
+    lo, hi = np.percentile([stat(x[i]) for i in idx], [2.5, 97.5])
+    return [float(lo), float(hi)]
 
 
 def wer_interval(errors: np.ndarray, words: np.ndarray, seed: int = 0, rounds: int = 2000
