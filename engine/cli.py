@@ -163,6 +163,16 @@ def _corpus_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corpus_merge(args: argparse.Namespace) -> int:
+    from framegate.export.corpus.merge import merge_corpora
+
+    summary = merge_corpora(args.corpora, args.out)
+    train = summary["splits"]["train"]
+    print(f"train: {train['hours']:.2f} h, {train['utterances']} utterances from {len(args.corpora)} corpora; "
+          f"dev and test from {args.corpora[0]} -> {args.out}")
+    return 0
+
+
 def _corpus_conversations(args: argparse.Namespace) -> int:
     from framegate.export.conversations import write_conversations
 
@@ -480,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", nargs="+", choices=("train", "dev", "test"), default=["train", "dev", "test"],
                    help="splits to synthesize (all are planned, so each is the same as in a full build)")
     p.set_defaults(run=_corpus_build)
+    p = corpus_verbs.add_parser("merge", help="one training corpus from several builds (no re-synthesis)")
+    p.add_argument("corpora", type=Path, nargs="+", metavar="DIR",
+                   help="corpus builds; train joins all of them, dev and test are the first one's")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.set_defaults(run=_corpus_merge)
     p = corpus_verbs.add_parser("conversations", help="two-party conversations simulated from a corpus manifest")
     p.add_argument("--from", dest="from_manifest", type=Path, required=True, metavar="MANIFEST",
                    help="a corpus split (e.g. data/corpus/test.jsonl); conversations stay inside each split")

@@ -14,6 +14,11 @@ import torch
 _PARTS = {"encoder": "its encoder", "prediction": "its prediction network and joiner", "all": "all its weights"}
 
 
+def _corpus_seeds(seed: int | list[int]) -> str:
+    """A merged corpus (`corpus merge`) records one seed per build it joins."""
+    return f"corpus seeds {', '.join(map(str, seed))} (merged builds)" if isinstance(seed, list) else f"corpus seed {seed}"
+
+
 def _warm_start_note(warm_start: dict | None, first: bool = True) -> str:
     """The earlier training a warm-started model stands on, stage by stage: its steps and wall time count too."""
     if not warm_start:
@@ -86,7 +91,7 @@ def render_model_card(bundle: Path, corpus_summary: dict, checkpoint: dict, wer:
         f"- Data: {train['hours']:.1f} h of synthetic speech, {train['utterances']} utterances "
         f"({train['empty_utterances']} silence/noise-only), {len(train['voices'])} voices from "
         f"{len(train['families'])} voice families ({', '.join(f'{k} {v}' for k, v in sorted(train['synthesizers'].items()))} "
-        f"utterances), corpus seed {corpus_summary['seed']}.",
+        f"utterances), {_corpus_seeds(corpus_summary['seed'])}.",
         f"- Steps: {checkpoint['step']}; training wall time {checkpoint.get('train_seconds', 0) / 3600:.2f} h "
         f"on 2 CPU cores (CPU-hours = 2 x wall hours; {_stage_hours(checkpoint)} with the stages it stands "
         f"on).{_warm_start_note(checkpoint.get('warm_start'))}",

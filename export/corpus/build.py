@@ -124,7 +124,9 @@ def _render(job_and_dir: tuple[Job, Path]) -> dict:
     }
 
 
-def _summarize(rows: list[dict], seed: int, hours: float, built: tuple[str, ...]) -> dict:
+def summarize(rows: list[dict], seed: int | list[int], hours: float, built: tuple[str, ...]) -> dict:
+    """summary.json: per built split its hours, utterances, words, families, synthesizers and voices
+    (`seed` is a list for a merged corpus), and the licences of the voices used."""
     splits = {}
     for split in built:
         part = [r for r in rows if r["split"] == split]
@@ -184,6 +186,6 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
             for row in rows:
                 if row["split"] == split:
                     manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
-    summary = _summarize(rows, seed, hours, splits)
+    summary = summarize(rows, seed, hours, splits)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

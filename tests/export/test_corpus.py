@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from framegate.engine.cli import main
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
+from framegate.export.corpus.merge import merge_corpora
 from framegate.export.corpus.synth import synthesize
 from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
 from framegate.export.corpus.voices import Voice, voices_by_split
@@ -115,6 +117,43 @@ def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, t
     assert not train_voices & {row["speaker"] for row in large}
     with pytest.raises(CorpusError, match="splits must be some of"):
         build_corpus(tmp_path, hours=0.01, seed=7, workers=1, progress=False, splits=("validation",))
+
+
+def test_merge_trains_on_every_build_and_keeps_the_first_ones_held_out_splits(corpus: Path, tmp_path: Path, capsys) -> None:
+    more = tmp_path / "more"
+    build_corpus(more, hours=0.005, seed=8, workers=1, progress=False, splits=("train",))
+    merged = tmp_path / "nested" / "merged"
+    assert main(["corpus", "merge", str(corpus), str(more), "--out", str(merged)]) == 0
+    assert f"dev and test from {corpus}" in capsys.readouterr().out
+    summary = json.loads((merged / "summary.json").read_text())
+    train = _manifest(merged, "train")
+    expected = _manifest(corpus, "train") + _manifest(more, "train")
+    assert [(r["text"], r["speaker"]) for r in train] == [(r["text"], r["speaker"]) for r in expected]
+    for row, source in zip(train, [corpus] * len(_manifest(corpus, "train")) + [more] * len(_manifest(more, "train"))):
+        original = next(r for r in _manifest(source, "train") if r["text"] == row["text"] and r["speaker"] == row["speaker"])
+        assert (merged / row["audio"]).resolve() == (source / original["audio"]).resolve()
+    for split in ("dev", "test"):
+        rows = _manifest(merged, split)
+        assert [{**r, "audio": ""} for r in rows] == [{**r, "audio": ""} for r in _manifest(corpus, split)]
+        assert all((merged / r["audio"]).is_file() for r in rows)
+    assert summary["seed"] == [7, 8]
+    assert summary["splits"]["train"]["utterances"] == len(expected)
+    assert summary["splits"]["test"]["words"] == sum(len(r["text"].split()) for r in _manifest(corpus, "test"))
+
+
+def test_merge_refuses_a_build_that_would_leak_held_out_voices_or_sentences(corpus: Path, tmp_path: Path, capsys) -> None:
+    for leak in ({"family": _manifest(corpus, "test")[0]["family"]}, {"text": _manifest(corpus, "dev")[0]["text"]}):
+        other = tmp_path / str(len(leak)) / next(iter(leak))
+        other.mkdir(parents=True)
+        (other / "summary.json").write_text((corpus / "summary.json").read_text())
+        row = {**_manifest(corpus, "train")[0], **leak}
+        (other / "train.jsonl").write_text(json.dumps(row) + "\n")
+        with pytest.raises(CorpusError, match="held-out"):
+            merge_corpora([corpus, other], tmp_path / "out")
+    assert main(["corpus", "merge", str(corpus), "--out", str(tmp_path / "out")]) == 2
+    assert "needs at least two corpora" in capsys.readouterr().err
+    with pytest.raises(CorpusError, match="no summary.json"):
+        merge_corpora([corpus, tmp_path / "missing"], tmp_path / "out")
 
 
 def test_missing_synthesizer_binary_raises_corpus_error_naming_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -24,7 +24,12 @@ def test_card_lists_every_warm_start_stage(tiny_bundle: Path) -> None:
     assert "Steps: 100; training wall time 0.50 h" in card and "3.50 h with the stages it stands on" in card
     assert ("Warm-started from runs/s2/weights_last.pt (all its weights: 8000 steps, 2.00 h before this run), "
             "itself warm-started from runs/s1/weights_last.pt (its encoder: 4623 steps, 1.00 h before that).") in card
-    assert "Overall WER **50.0 %**" in card
+    assert "Overall WER **50.0 %**" in card and "corpus seed 1." in card
+
+
+def test_card_of_a_merged_corpus_names_every_seed(tiny_bundle: Path) -> None:
+    card = render_model_card(tiny_bundle, {**CORPUS, "seed": [1, 2]}, {"step": 1, "train_seconds": 1.0}, WER, None)
+    assert "corpus seeds 1, 2 (merged builds)." in card
 
 
 def test_card_names_a_prediction_network_warm_start(tiny_bundle: Path) -> None:

@@ -187,3 +187,11 @@ def test_default_stage7_repeats_stage5s_cycle_on_the_shipped_weights_with_vtlp()
     assert seven.max_steps - seven.decay_steps < five.max_steps - five.decay_steps  # held for less, then decays
     assert replace(seven, vtlp_max_warp=0.0, delay_penalty=0.0, init_from=five.init_from, work_dir=five.work_dir,
                    max_steps=five.max_steps, decay_steps=five.decay_steps) == five
+
+
+def test_default_stage9_is_stage6_on_the_merged_corpus() -> None:
+    """More audio is the one new thing: stage 6's model, loss and schedule on the merged 36 h corpus."""
+    recipes = {p.stem: p for p in RECIPES}
+    six, nine = (TrainConfig.load(recipes[n]) for n in ("default_stage6", "default_stage9"))
+    assert nine.init_from == "checkpoints/default/weights_last.pt" and nine.corpus_dir == "data/corpus_36h"
+    assert replace(nine, corpus_dir=six.corpus_dir, work_dir=six.work_dir, init_from=six.init_from) == six
