@@ -1,7 +1,7 @@
 """Fuzz the Python-free C++ kernels with libFuzzer (ASan + UBSan), bounded or long.
 
 One harness per native entry point that takes untrusted input (cpp/fuzz/<name>_fuzz.cc):
-feature_window, global_cnn_state, gated_encoder and raw_tensors (the driver's file format and
+feature_window, global_cnn_state, gated_encoder, token_lm and raw_tensors (the driver's file format and
 the kernel weights read from it). The tests run a bounded campaign of each
 (tests/kernels/test_native_threads_and_fuzz.py); this script runs longer ones, of all harnesses
 or those named, and writes a report (JSON + PNG of coverage over time):
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REGRESSIONS = Path("cpp") / "fuzz" / "regressions"  # relative to a source checkout; one directory a harness
-FUZZERS = ("feature_window", "global_cnn_state", "gated_encoder", "raw_tensors")  # binary: <name>_fuzz
+FUZZERS = ("feature_window", "global_cnn_state", "gated_encoder", "token_lm", "raw_tensors")  # binary: <name>_fuzz
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+)")
 _STAT = re.compile(r"^stat::(\w+):\s+(\d+)")
 

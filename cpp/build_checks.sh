@@ -29,7 +29,7 @@ for kind in "${@:-asan tsan fuzz}"; do
       tsan) build tsan -DCMAKE_BUILD_TYPE=Debug -DFRAMEGATE_SANITIZE=thread -- feature_window_threads_test ;;
       fuzz) build fuzz -DCMAKE_CXX_COMPILER="$(command -v clang++)" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
               -DFRAMEGATE_FUZZ=ON -- feature_window_fuzz global_cnn_state_fuzz gated_encoder_fuzz \
-              raw_tensors_fuzz ;;
+              token_lm_fuzz raw_tensors_fuzz ;;
       *) echo "unknown check build '$k' (asan, tsan or fuzz)" >&2; exit 2 ;;
     esac
   done

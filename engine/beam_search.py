@@ -112,7 +112,7 @@ class BeamSearch:
         """(beams, vocab): what each extension adds to its hypothesis's score."""
         if self._lm is None:
             return log_probs
-        lm = np.stack([self._lm.scores(h.lm_context)[:self._vocab] for h in hyps])
+        lm = self._lm.scores_batch([h.lm_context for h in hyps])[:, :self._vocab]
         fused = log_probs + self.config.lm_weight * lm + self.config.token_bonus
         return np.where(self._emits, fused, log_probs)
 

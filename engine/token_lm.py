@@ -5,13 +5,13 @@ every piece it could emit next. Walking the back-off chain once per context give
 vector: start from the unigrams, and for each longer suffix of the context that the model
 knows, add its back-off weight and overwrite the pieces seen after it. Each order is a sorted
 array of integer-coded n-grams (no Python object per n-gram: a few MB for a corpus-sized
-model), and the vectors of recently used contexts are cached, since hypotheses share them.
+model); the walk itself runs in C++ (framegate.kernels.token_lm), about a microsecond a
+context, so the beam scores every hypothesis's context afresh each frame without a cache.
 The ARPA's words are the pieces of the bundle's tokens.txt, `<s>` and `</s>`; any ARPA file
 over those pieces works (export/token_lm.py writes one, KenLM's lmplz can too).
 """
 from __future__ import annotations
 
-import functools
 import math
 import zipfile
 from pathlib import Path
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from framegate.engine.errors import BundleError
+from framegate.kernels.token_lm import NativeTokenLm
 
 LN10 = math.log(10.0)
-CONTEXT_CACHE = 4096  # vocabulary-sized score vectors kept (0.5 MB at 128 pieces)
 BOS, EOS = "<s>", "</s>"
 
 
@@ -102,22 +102,14 @@ class TokenLm:
         self.tokens = list(tokens)
         self.vocab_size = len(tokens)
         self.bos, self.eos = self.vocab_size, self.vocab_size + 1
-        self._base = self.vocab_size + 2
-        if self._base ** self.order >= 2 ** 62:
-            raise BundleError(f"language model {source}: order {self.order} is too high for {self.vocab_size} pieces")
-        self._keys = {n: t[0] for n, t in tables.items()}
-        self._logp = {n: t[1] for n, t in tables.items()}
-        self._backoff = {n: t[2] for n, t in tables.items()}
-        unigrams = self._keys[1]
-        if len(unigrams) and (unigrams.min() < 0 or unigrams.max() >= self._base):
-            raise BundleError(f"language model {source}: unigram ids outside the bundle's {self.vocab_size} pieces")
-        named = unigrams != self.bos  # <s> is only a context: its -99 is no probability
-        if not named.any():
-            raise BundleError(f"language model {source}: no unigrams")
-        floor = float(self._logp[1][named].min())  # pieces the model never names: its least likely word
-        self._unigrams = np.full(self._base, floor, dtype=np.float32)
-        self._unigrams[unigrams] = self._logp[1]
-        self.scores = functools.lru_cache(maxsize=CONTEXT_CACHE)(self._scores)
+        no_backoff = np.zeros(0, dtype=np.float32)  # the highest order backs off to nothing
+        try:
+            self._native = NativeTokenLm([(tables[n][0].astype(np.int64, copy=False),
+                                           tables[n][1].astype(np.float32, copy=False),
+                                           tables[n][2].astype(np.float32, copy=False) if n < self.order
+                                           else no_backoff) for n in sorted(tables)], self.vocab_size)
+        except ValueError as exc:
+            raise BundleError(f"language model {source}: {exc}") from None
 
     @classmethod
     def from_arpa(cls, path: str | Path, tokens: list[str]) -> TokenLm:
@@ -156,19 +148,11 @@ class TokenLm:
 
     def save(self, path: str | Path) -> None:
         arrays = {"pieces": np.array(self.tokens)}
-        for n in self._keys:
-            arrays |= {f"keys{n}": self._keys[n], f"logp{n}": self._logp[n]}
+        for n, (keys, logp, backoff) in enumerate(self._native.tables(), start=1):
+            arrays |= {f"keys{n}": keys, f"logp{n}": logp}
             if n < self.order:
-                arrays[f"backoff{n}"] = self._backoff[n]
+                arrays[f"backoff{n}"] = backoff
         np.savez_compressed(path, **arrays)
-
-    def _find(self, n: int, key: int) -> int:
-        """Row of the n-gram with this key, or -1."""
-        keys = self._keys.get(n)
-        if keys is None:
-            return -1
-        i = int(np.searchsorted(keys, key))
-        return i if i < len(keys) and keys[i] == key else -1
 
     def initial_context(self) -> tuple[int, ...]:
         return (self.bos,)
@@ -176,17 +160,10 @@ class TokenLm:
     def next_context(self, context: tuple[int, ...], token: int) -> tuple[int, ...]:
         return (*context, token)[-(self.order - 1):] if self.order > 1 else ()
 
-    def _scores(self, context: tuple[int, ...]) -> np.ndarray:
+    def scores(self, context: tuple[int, ...]) -> np.ndarray:
         """Natural-log probabilities of every id (pieces, then <s>, </s>) after `context`."""
-        scores = self._unigrams.copy()
-        for k in range(1, min(len(context), self.order - 1) + 1):
-            key = _key(context[-k:], self._base)
-            row = self._find(k, key)
-            if row < 0:
-                break  # a context the model never saw has no longer known suffix either
-            scores += self._backoff[k][row]
-            keys = self._keys[k + 1]
-            lo, hi = np.searchsorted(keys, [key * self._base, (key + 1) * self._base])
-            scores[keys[lo:hi] - key * self._base] = self._logp[k + 1][lo:hi]
-        scores.flags.writeable = False  # cached and shared
-        return scores
+        return self._native.scores_batch([context])[0]
+
+    def scores_batch(self, contexts: list[tuple[int, ...]]) -> np.ndarray:
+        """`scores` of each context, one row each: (len(contexts), vocab_size + 2)."""
+        return self._native.scores_batch(contexts)

@@ -17,6 +17,7 @@ namespace framegate {
 void BindFeatureWindow(py::module_& m);
 void BindGlobalCnnState(py::module_& m);
 void BindGatedEncoder(py::module_& m);
+void BindTokenLm(py::module_& m);
 }  // namespace framegate
 
 namespace {
@@ -46,4 +47,5 @@ PYBIND11_MODULE(_native, m) {
   framegate::BindFeatureWindow(m);
   framegate::BindGlobalCnnState(m);
   framegate::BindGatedEncoder(m);
+  framegate::BindTokenLm(m);
 }

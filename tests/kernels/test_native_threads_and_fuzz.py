@@ -4,7 +4,7 @@ Both run binaries of cpp/build_checks.sh (built by setup.sh, brought up to date 
 - TSan: ctest's feature_window_threads_test (threads with their own FeatureWindow, and one
   shared window serialized by a mutex as the binding does) under FRAMEGATE_SANITIZE=thread.
 - libFuzzer: every harness cpp/fuzz/<name>_fuzz.cc (feature window, global CNN, gated encoder,
-  the driver's raw tensor files and kernel weights) with ASan + UBSan, replaying the inputs of
+  token LM, the driver's raw tensor files and kernel weights) with ASan + UBSan, replaying the inputs of
   its earlier findings in cpp/fuzz/regressions/<name>/, then fuzzing for a bounded time.
   A longer run: benchmarks/fuzz.py.
 """
@@ -26,9 +26,9 @@ FUZZ_SECONDS = 10
 # what FUZZ_SECONDS gave on the 2-core machine with training jobs running (load average 3.6):
 # 235k, 55k, 59k and 12k (raw_tensors builds and runs kernels from many of its files).
 MIN_EXECUTIONS = {"feature_window": 10_000, "global_cnn_state": 5_000, "gated_encoder": 5_000,
-                  "raw_tensors": 1_000}
+                  "token_lm": 10_000, "raw_tensors": 1_000}  # token_lm: 376k in 40 s alone
 # Harnesses whose findings were fixed: their inputs must stay in the tree and keep passing.
-WITH_FINDINGS = ("feature_window", "global_cnn_state", "raw_tensors")
+WITH_FINDINGS = ("feature_window", "global_cnn_state", "token_lm", "raw_tensors")
 
 
 @pytest.fixture(scope="module")
