@@ -13,12 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-try:
-    from framegate.kernels import _native
-except ImportError as error:  # pragma: no cover - depends on the build
-    raise ImportError(
-        "framegate.kernels._native is not built; for development run cpp/build_inplace.sh"
-    ) from error
+from framegate.kernels import _native
 
 Table = tuple[np.ndarray, np.ndarray, np.ndarray]
 
