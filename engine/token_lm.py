@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from framegate.engine.errors import BundleError
-from framegate.kernels.token_lm import NativeTokenLm
+from framegate.kernels.token_lm import NativeTokenLm, Table
 
 LN10 = math.log(10.0)
 BOS, EOS = "<s>", "</s>"
@@ -61,23 +62,25 @@ def _read_arpa(path: Path) -> dict[int, list[tuple[float, list[str], float]]]:
     return rows
 
 
-def _tables(rows: dict[int, list[tuple[float, list[str], float]]], tokens: list[str],
-            source: str) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per order: sorted n-gram keys, natural-log probabilities, natural-log back-offs, from
-    rows of (log10 probability, words, log10 back-off)."""
+def _tables(rows: dict[int, list[tuple[float, list[str], float]]], tokens: list[str], source: str) -> list[Table]:
+    """Orders 1..n: sorted n-gram keys, natural-log probabilities, natural-log back-offs (none
+    for the highest order), from rows of (log10 probability, words, log10 back-off)."""
+    if sorted(rows) != list(range(1, len(rows) + 1)):
+        raise BundleError(f"language model {source}: orders {sorted(rows)} are not 1..n")
     ids = {piece: i for i, piece in enumerate(tokens)} | {BOS: len(tokens), EOS: len(tokens) + 1}
     unknown = sorted({w for n in rows for _, words, _ in rows[n] for w in words if w not in ids})
     if unknown:
         raise BundleError(f"language model {source}: words that are not the bundle's pieces, "
                           f"e.g. {unknown[:5]} (built for another token set?)")
     base = len(tokens) + 2
-    tables = {}
-    for n, entries in rows.items():
+    tables = []
+    for n in sorted(rows):
+        entries = rows[n]
         keys = np.array([_key([ids[w] for w in words], base) for _, words, _ in entries], dtype=np.int64)
         order = np.argsort(keys)
         logp = (np.array([e[0] for e in entries]) * LN10)[order].astype(np.float32)
         backoff = (np.array([e[2] for e in entries]) * LN10)[order].astype(np.float32)
-        tables[n] = (keys[order], logp, backoff)
+        tables.append((keys[order], logp, backoff if n < len(rows) else backoff[:0]))
     return tables
 
 
@@ -94,22 +97,18 @@ class TokenLm:
     starting with `bos` at the start of an utterance. Bundles carry it compiled (lm.npz:
     the sorted tables, loaded without parsing); `from_arpa` reads any ARPA over the pieces."""
 
-    def __init__(self, tables: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], tokens: list[str],
-                 source: str) -> None:
-        if sorted(tables) != list(range(1, len(tables) + 1)):
-            raise BundleError(f"language model {source}: orders {sorted(tables)} are not 1..n")
-        self.order = len(tables)
+    def __init__(self, tables: Iterable[Table], tokens: list[str], source: str) -> None:
+        """`tables`: orders 1..n in turn, each (keys, logp, backoff; backoff empty for the
+        highest order). Each is copied into the native model as it comes, so a generator
+        that loads one order at a time never holds the whole model twice."""
         self.tokens = list(tokens)
         self.vocab_size = len(tokens)
         self.bos, self.eos = self.vocab_size, self.vocab_size + 1
-        no_backoff = np.zeros(0, dtype=np.float32)  # the highest order backs off to nothing
         try:
-            self._native = NativeTokenLm([(tables[n][0].astype(np.int64, copy=False),
-                                           tables[n][1].astype(np.float32, copy=False),
-                                           tables[n][2].astype(np.float32, copy=False) if n < self.order
-                                           else no_backoff) for n in sorted(tables)], self.vocab_size)
+            self._native = NativeTokenLm(tables, self.vocab_size)
         except ValueError as exc:
             raise BundleError(f"language model {source}: {exc}") from None
+        self.order = self._native.order
 
     @classmethod
     def from_arpa(cls, path: str | Path, tokens: list[str]) -> TokenLm:
@@ -128,23 +127,23 @@ class TokenLm:
         """A compiled model (`save`); refused if it was built over other pieces than `tokens`."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {name: data[name] for name in data.files}
+                if "pieces" not in data.files or data["pieces"].tolist() != list(tokens):
+                    raise BundleError(f"language model {path}: built over other pieces than the bundle's tokens.txt")
+                orders = sorted(int(name[4:]) for name in data.files if name.startswith("keys"))
+                if orders != list(range(1, len(orders) + 1)):
+                    raise BundleError(f"language model {path}: orders {orders} are not 1..n")
+                needed = [f"{kind}{n}" for n in orders for kind in ("keys", "logp", "backoff")][:-1]
+                missing = [name for name in needed if name not in data.files]
+                if missing:
+                    raise BundleError(f"language model {path}: table '{missing[0]}' is missing")
+
+                def table(n: int) -> Table:  # the highest order backs off to nothing: no back-off stored
+                    return (data[f"keys{n}"], data[f"logp{n}"],
+                            data[f"backoff{n}"] if n < orders[-1] else np.zeros(0, dtype=np.float32))
+
+                return cls((table(n) for n in orders), tokens, str(path))
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(f"language model {path}: not a compiled framegate LM ({exc})") from exc
-        if "pieces" not in arrays or arrays["pieces"].tolist() != list(tokens):
-            raise BundleError(f"language model {path}: built over other pieces than the bundle's tokens.txt")
-        orders = sorted(int(name[4:]) for name in arrays if name.startswith("keys"))
-        try:  # the highest order backs off to nothing: no back-off column is stored for it
-            tables = {n: (arrays[f"keys{n}"].astype(np.int64, copy=False),
-                          arrays[f"logp{n}"].astype(np.float32, copy=False),
-                          arrays[f"backoff{n}"].astype(np.float32, copy=False) if n < orders[-1]
-                          else np.zeros(0, dtype=np.float32)) for n in orders}
-        except KeyError as exc:
-            raise BundleError(f"language model {path}: table {exc} is missing") from None
-        if any(len(k) != len(p) or len(b) not in (0, len(k)) or np.any(np.diff(k) <= 0)
-               for k, p, b in tables.values()):
-            raise BundleError(f"language model {path}: its tables are inconsistent (lengths or order)")
-        return cls(tables, tokens, str(path))
 
     def save(self, path: str | Path) -> None:
         arrays = {"pieces": np.array(self.tokens)}

@@ -9,7 +9,7 @@ This module is on the device path: it imports numpy and the native module, never
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -21,12 +21,13 @@ Table = tuple[np.ndarray, np.ndarray, np.ndarray]
 class NativeTokenLm:
     """Scores of every id (pieces, then <s> and </s>) after each of several contexts.
 
-    `tables[n - 1]` is the n-grams' (keys int64 strictly increasing, ids as digits in base
+    `tables` gives orders 1..n in turn, each the n-grams' (keys int64 strictly increasing, ids as digits in base
     vocab_size + 2; logp float32; backoff float32, empty for the highest order), natural logs.
     Inconsistent tables or a context id outside 0..vocab_size + 1 raise ValueError."""
 
-    def __init__(self, tables: Sequence[Table], vocab_size: int) -> None:
-        self._lm = _native.TokenLm([tuple(np.ascontiguousarray(a) for a in t) for t in tables], vocab_size)
+    def __init__(self, tables: Iterable[Table], vocab_size: int) -> None:
+        # One order at a time: a generator's arrays are freed as soon as they are copied.
+        self._lm = _native.TokenLm((tuple(np.ascontiguousarray(a) for a in t) for t in tables), vocab_size)
 
     @property
     def order(self) -> int:

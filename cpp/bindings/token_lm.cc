@@ -1,7 +1,7 @@
 // Binds TokenLm.
 //
-// Tables cross the boundary once, at construction, as one (keys, logp, backoff)
-// triple per order: C-contiguous int64 keys and float32 logp/backoff of matching
+// Tables cross the boundary once, at construction, as an iterable of one
+// (keys, logp, backoff) triple per order: C-contiguous int64 keys and float32 logp/backoff of matching
 // lengths (backoff empty for the highest order); anything else is a ValueError
 // naming the order and the array. Contexts are sequences of ints; scores come
 // back as new float32 arrays. The model is immutable, so calls need no lock.
@@ -31,11 +31,13 @@ std::vector<T> CopyVector(const py::handle& obj, const std::string& what, const 
   return std::vector<T>(data, data + a.shape(0));
 }
 
-TokenLm MakeTokenLm(const py::list& tables, std::int32_t vocab_size) {
+// Copies each order as the iterable yields it, so a generator of arrays loaded
+// one order at a time never has the whole model in Python and C++ at once.
+TokenLm MakeTokenLm(const py::iterable& tables, std::int32_t vocab_size) {
   std::vector<NgramOrder> orders;
-  for (std::size_t n = 0; n < tables.size(); ++n) {
-    const auto table = tables[n].cast<py::tuple>();
-    const std::string what = std::to_string(n + 1) + "-gram ";
+  for (const py::handle item : tables) {
+    const auto table = item.cast<py::tuple>();
+    const std::string what = std::to_string(orders.size() + 1) + "-gram ";
     if (table.size() != 3) throw std::invalid_argument(what + "table must be (keys, logp, backoff)");
     orders.push_back({CopyVector<std::int64_t>(table[0], what + "keys", "int64"),
                       CopyVector<float>(table[1], what + "logp", "float32"),

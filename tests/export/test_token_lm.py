@@ -112,6 +112,15 @@ def test_a_compiled_lm_over_other_pieces_or_corrupt_is_refused(tmp_path: Path):
     (tmp_path / "bad.npz").write_bytes((tmp_path / "lm.npz").read_bytes()[:100])
     with pytest.raises(BundleError, match="not a compiled framegate LM"):
         TokenLm.load(tmp_path / "bad.npz", PIECES)
+    with np.load(tmp_path / "lm.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    for name, edit, message in [("gap", {"keys2": None, "keys3": arrays["keys2"]}, r"orders \[1, 3\] are not 1..n"),
+                                ("missing", {"logp2": None}, "table 'logp2' is missing"),
+                                ("unsorted", {"keys2": arrays["keys2"][::-1].copy()}, "increase strictly")]:
+        edited = {k: v for k, v in {**arrays, **edit}.items() if v is not None}
+        np.savez(tmp_path / f"{name}.npz", **edited)
+        with pytest.raises(BundleError, match=message):
+            TokenLm.load(tmp_path / f"{name}.npz", PIECES)
 
 
 def test_estimate_refuses_no_text_and_order_zero():
