@@ -181,7 +181,7 @@ def test_default_stage7_repeats_stage5s_cycle_on_the_shipped_weights_with_vtlp()
     one new thing."""
     recipes = {p.stem: p for p in RECIPES}
     five, six, seven = (TrainConfig.load(recipes[n]) for n in ("default_stage5", "default_stage6", "default_stage7"))
-    assert seven.init_from == "checkpoints/default/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
+    assert seven.init_from == "checkpoints/default_stage6/weights_last.pt" and 0 < seven.vtlp_max_warp <= 0.2
     assert five.vtlp_max_warp == 0 and seven.spec_augment_after == 0  # augmentation, hence the warp, from step 0
     assert seven.delay_penalty == six.delay_penalty > 0 == five.delay_penalty
     assert seven.max_steps - seven.decay_steps < five.max_steps - five.decay_steps  # held for less, then decays
@@ -194,7 +194,7 @@ def test_default_stage9_is_stage6_on_the_merged_corpus() -> None:
     on the merged 36 h corpus."""
     recipes = {p.stem: p for p in RECIPES}
     six, nine = (TrainConfig.load(recipes[n]) for n in ("default_stage6", "default_stage9"))
-    assert nine.init_from == "checkpoints/default/weights_last.pt" and nine.corpus_dir == "data/corpus_36h"
+    assert nine.init_from == "checkpoints/default_stage6/weights_last.pt" and nine.corpus_dir == "data/corpus_36h"
     assert nine.max_steps > six.max_steps and nine.decay_steps == six.decay_steps
     assert replace(nine, corpus_dir=six.corpus_dir, work_dir=six.work_dir, init_from=six.init_from,
                    max_steps=six.max_steps) == six
