@@ -21,9 +21,10 @@ Table = tuple[np.ndarray, np.ndarray, np.ndarray]
 class NativeTokenLm:
     """Scores of every id (pieces, then <s> and </s>) after each of several contexts.
 
-    `tables` gives orders 1..n in turn, each the n-grams' (keys int64 strictly increasing, ids as digits in base
-    vocab_size + 2; logp float32; backoff float32, empty for the highest order), natural logs.
-    Inconsistent tables or a context id outside 0..vocab_size + 1 raise ValueError."""
+    `tables` gives orders 1..n in turn, each the n-grams' (keys int64 strictly increasing, ids
+    as digits in base vocab_size + 2; logp float32; backoff float32, empty for the highest
+    order), natural logs. Inconsistent tables or a context id outside 0..vocab_size + 1 raise
+    ValueError."""
 
     def __init__(self, tables: Iterable[Table], vocab_size: int) -> None:
         # One order at a time: a generator's arrays are freed as soon as they are copied.

@@ -56,7 +56,9 @@ std::vector<float> Expected(const std::vector<NgramOrder>& orders, std::int64_t 
     }
   }
   std::vector<float> out(static_cast<std::size_t>(base), floor);
-  for (std::size_t i = 0; i < orders[0].keys.size(); ++i) out[static_cast<std::size_t>(orders[0].keys[i])] = orders[0].logp[i];
+  for (std::size_t i = 0; i < orders[0].keys.size(); ++i) {
+    out[static_cast<std::size_t>(orders[0].keys[i])] = orders[0].logp[i];
+  }
   const std::size_t longest = std::min(context.size(), orders.size() - 1);
   for (std::size_t k = 1; k <= longest; ++k) {
     std::int64_t key = 0;
