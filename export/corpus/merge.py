@@ -14,26 +14,24 @@ from pathlib import Path
 
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.build import summarize
+from framegate.export.feature_cache import read_manifest
 
 HELD_OUT = ("dev", "test")
 
 
-def _rows(manifest: Path) -> list[dict]:
+def _split_rows(source: Path, split: str, out_dir: Path) -> list[dict]:
+    """`source`'s manifest of `split`, each row with `audio` relative to `out_dir` (absolute paths
+    stay as they are) and `split` set."""
+    manifest = source / f"{split}.jsonl"
     if not manifest.is_file():
         raise CorpusError(f"corpus merge: {manifest} does not exist")
-    with open(manifest, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _rebased(rows: list[dict], source: Path, out_dir: Path) -> list[dict]:
-    """Rows with `audio` relative to `out_dir` (absolute paths stay as they are)."""
-    rebased = []
-    for row in rows:
+    rows = []
+    for row in read_manifest(manifest):
         audio = Path(row["audio"])
         if not audio.is_absolute():
             audio = Path(os.path.relpath((source / audio).resolve(), out_dir.resolve()))
-        rebased.append({**row, "audio": str(audio)})
-    return rebased
+        rows.append({**row, "audio": str(audio), "split": split})
+    return rows
 
 
 def _check_no_leak(train: list[dict], held_out: list[dict]) -> None:
@@ -67,16 +65,14 @@ def merge_corpora(sources: list[Path], out_dir: Path) -> dict:
     rates = {s["sample_rate"] for s in summaries}
     if len(rates) != 1:
         raise CorpusError(f"corpus merge: the corpora have different sample rates {sorted(rates)}")
-    splits = {split: _rebased(_rows(Path(sources[0]) / f"{split}.jsonl"), Path(sources[0]), out_dir)
-              for split in HELD_OUT}
-    splits["train"] = [row for source in sources
-                       for row in _rebased(_rows(Path(source) / "train.jsonl"), Path(source), out_dir)]
+    splits = {split: _split_rows(Path(sources[0]), split, out_dir) for split in HELD_OUT}
+    splits["train"] = [row for source in sources for row in _split_rows(Path(source), "train", out_dir)]
     _check_no_leak(splits["train"], splits["dev"] + splits["test"])
     for split, rows in splits.items():
         with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as manifest:
             for row in rows:
-                manifest.write(json.dumps({**row, "split": split}, ensure_ascii=False) + "\n")
-    rows = [{**row, "split": split} for split, split_rows in splits.items() for row in split_rows]
+                manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = [row for split_rows in splits.values() for row in split_rows]
     summary = summarize(rows, [s["seed"] for s in summaries],
                         sum(s["requested_train_hours"] for s in summaries), ("train", *HELD_OUT))
     summary["sources"] = [str(source) for source in sources]
