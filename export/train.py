@@ -1,7 +1,7 @@
 """Training recipe for the streaming LSTM transducer: `framegate train --config FILE`.
 
 Built for two CPU cores: features cached once, length-bucketed batches (shortest first
-in the first epoch), an auxiliary CTC loss to leave the blank plateau early, SpecAugment
+in a fresh encoder's first epoch), an auxiliary CTC loss to leave the blank plateau early, SpecAugment
 after a warm-up, checkpoints every few minutes with automatic resume, periodic dev WER. A first
 SIGTERM or SIGINT stops the run after the current step with a checkpoint (export/stop_request.py).
 Under `torchrun` it trains data-parallel (gloo on CPU, nccl on GPUs).
@@ -221,7 +221,7 @@ class Trainer:
         if not self._resume():
             if cfg.init_from:
                 self._warm_start(Path(cfg.init_from))
-            if not cfg.init_from or cfg.init_parts == "prediction":  # a fresh encoder
+            if self.fresh_encoder:
                 self._init_normalization()
         self.distillation = (EncoderDistillation(Path(cfg.distill_from), cfg.distill_weight, cfg.model.joiner_dim)
                              if cfg.distill_from else None)
@@ -381,11 +381,20 @@ class Trainer:
             print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", flush=True)
         return True
 
+    @property
+    def fresh_encoder(self) -> bool:
+        """The encoder starts from random weights (no warm start, or one of the prediction network only)."""
+        return not self.cfg.init_from or self.cfg.init_parts == "prediction"
+
     # -- batches -----------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """Shortest first in a fresh encoder's first epoch (short utterances get it off the blank
+        plateau); shuffled otherwise: a warm-started run needs no curriculum, and a short one would
+        otherwise see only the shortest utterances of a large corpus."""
         pad = 0 if self.padding is None else round(self.padding.expected_frames)
         frames = [u.frames + pad for u in self.train_set.utterances]
-        rng = None if epoch == 0 else np.random.default_rng(self.cfg.seed * 1000 + epoch)
+        curriculum = epoch == 0 and self.fresh_encoder
+        rng = None if curriculum else np.random.default_rng(self.cfg.seed * 1000 + epoch)
         batches = length_buckets(frames, self.cfg.max_batch_frames, rng)
         usable = len(batches) - len(batches) % self.world
         if usable == 0:

@@ -289,3 +289,24 @@ def test_vtlp_warps_augmented_batches_only(tiny_corpus: Path, tmp_path: Path, mo
     assert factors == [0.1] and torch.equal(warped, clean + 1.0)
     with pytest.raises(ValueError, match="vtlp_max_warp"):
         TrainConfig(corpus_dir=str(tiny_corpus), work_dir="unused", vtlp_max_warp=0.5).validate()
+
+
+def test_only_a_fresh_encoder_gets_the_shortest_first_epoch(tiny_corpus: Path, tmp_path: Path) -> None:
+    def first_epoch(trainer: Trainer) -> list[int]:
+        frames = [u.frames for u in trainer.train_set.utterances]
+        batches = trainer._epoch_batches(0)
+        assert sorted(i for b in batches for i in b) == list(range(len(frames)))  # every utterance once
+        return [max(frames[i] for i in b) for b in batches]
+
+    def trainer(name: str, **overrides) -> Trainer:
+        return Trainer(TrainConfig.load(_config(tmp_path, tiny_corpus, name, max_batch_frames=600, max_steps=1,
+                                                **overrides)))
+
+    cold = trainer("cold")
+    cold_batches = first_epoch(cold)
+    assert len(cold_batches) >= 6 and cold_batches == sorted(cold_batches)
+    cold.train()
+    source = str(tmp_path / "cold" / "weights_last.pt")
+    assert first_epoch(trainer("new_encoder", init_from=source, init_parts="prediction")) == cold_batches
+    warm = first_epoch(trainer("warm", init_from=source, init_parts="all"))
+    assert warm != sorted(warm)  # every utterance (checked above), lengths mixed from the first step
