@@ -198,3 +198,12 @@ def test_default_stage9_is_stage6_on_the_merged_corpus() -> None:
     assert nine.max_steps > six.max_steps and nine.decay_steps == six.decay_steps
     assert replace(nine, corpus_dir=six.corpus_dir, work_dir=six.work_dir, init_from=six.init_from,
                    max_steps=six.max_steps) == six
+
+
+def test_default_stage10_is_stage9_on_sixty_hours() -> None:
+    """More audio again is the one new thing: stage 9's model, loss and schedule from stage 9's kept
+    weights, on the 60 h merge."""
+    recipes = {p.stem: p for p in RECIPES}
+    nine, ten = (TrainConfig.load(recipes[n]) for n in ("default_stage9", "default_stage10"))
+    assert ten.init_from == "checkpoints/default_stage9/weights_last.pt" and ten.corpus_dir == "data/corpus_60h"
+    assert replace(ten, corpus_dir=nine.corpus_dir, work_dir=nine.work_dir, init_from=nine.init_from) == nine
