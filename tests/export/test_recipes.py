@@ -207,3 +207,12 @@ def test_default_stage10_is_stage9_on_sixty_hours() -> None:
     nine, ten = (TrainConfig.load(recipes[n]) for n in ("default_stage9", "default_stage10"))
     assert ten.init_from == "checkpoints/default_stage9/weights_last.pt" and ten.corpus_dir == "data/corpus_60h"
     assert replace(ten, corpus_dir=nine.corpus_dir, work_dir=nine.work_dir, init_from=nine.init_from) == nine
+
+
+def test_default_stage11_is_stage10_longer_on_another_shuffle() -> None:
+    recipes = {p.stem: p for p in RECIPES}
+    ten, eleven = (TrainConfig.load(recipes[n]) for n in ("default_stage10", "default_stage11"))
+    assert eleven.init_from == "checkpoints/default/weights_last.pt" and eleven.seed != ten.seed
+    assert eleven.max_steps > ten.max_steps and eleven.decay_steps > ten.decay_steps
+    assert replace(eleven, work_dir=ten.work_dir, init_from=ten.init_from, seed=ten.seed, max_steps=ten.max_steps,
+                   decay_steps=ten.decay_steps) == ten
