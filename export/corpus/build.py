@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.augment import augment, babble, coloured_noise, normalize_peak
+from framegate.export.corpus.journal import JOURNAL_NAME, append, open_journal, read_journal
 from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, synthesize
 from framegate.export.corpus.text import SPLITS, load_sentences, split_sentences
 from framegate.export.corpus.voices import LICENCES, RECORDED_SYNTHESIZERS, Voice, voices_by_split
@@ -97,6 +98,10 @@ def _empty_segment(job: Job, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noise * 10 ** (level_db / 20), -0.99, 0.99).astype(np.float32)
 
 
+def _audio_path(job: Job) -> str:
+    return str(Path("audio") / job.split / f"{job.utterance_id}.flac")
+
+
 def _render(job_and_dir: tuple[Job, Path]) -> dict:
     """Synthesize (training audio also augmented), write the FLAC, return its manifest row."""
     job, out_dir = job_and_dir
@@ -108,11 +113,11 @@ def _render(job_and_dir: tuple[Job, Path]) -> dict:
         samples = augment(_clean(job), rng, _BABBLE_BANKS[job.split], recorded)
     else:
         samples = normalize_peak(_clean(job), rng.uniform(-12.0, -1.0))
-    audio = Path("audio") / job.split / f"{job.utterance_id}.flac"
+    audio = _audio_path(job)
     sf.write(out_dir / audio, samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     voice = job.voice
     return {
-        "audio": str(audio),
+        "audio": audio,
         "text": job.text,
         "speaker": voice.name if voice else "",
         "synthesizer": voice.synthesizer if voice else "",
@@ -153,7 +158,8 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
     before any synthesis if a synthesizer or voice is missing. Every split is planned and only
     `splits` rendered, so a larger test split (a bigger `test_words`) built alone for the same
     `seed` and `hours` starts with the default test split's utterances and shares no voice or
-    sentence with that corpus's training split.
+    sentence with that corpus's training split. A stopped build resumes when run again with the
+    same settings (export/corpus/journal.py), rendering only what it had not.
     """
     if hours <= 0 or workers < 1 or test_words < 0:
         raise CorpusError(f"need hours > 0, workers >= 1, test_words >= 0 (got {hours}, {workers}, {test_words})")
@@ -167,6 +173,8 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
     targets = {"train": (hours * 3600, 0), "dev": ((0.05 * hours if dev_hours is None else dev_hours) * 3600, 0), "test": (0.0, test_words)}
     plans = {split: _plan_split(split, voices[split], sentences[split], seed, rng, *targets[split]) for split in SPLITS}
     out_dir = Path(out_dir)
+    settings = {"seed": seed, "hours": hours, "test_words": test_words, "dev_hours": dev_hours, "splits": list(splits)}
+    done = read_journal(out_dir, settings)
     for split in splits:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("fork")
@@ -176,11 +184,15 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
     banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):
         banks[split].append(samples)
-    jobs = [(job, out_dir) for split in splits for job in plans[split]]
-    rows: list[dict] = []
-    with context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
-        for row in tqdm(pool.imap(_render, jobs, chunksize=4), total=len(jobs), unit="utt", disable=not progress):
-            rows.append(row)
+    order = [job for split in splits for job in plans[split]]
+    todo = [(job, out_dir) for job in order if _audio_path(job) not in done]
+    with open_journal(out_dir, settings, done) as journal, \
+            context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
+        for row in tqdm(pool.imap(_render, todo, chunksize=4), total=len(order), initial=len(order) - len(todo),
+                        unit="utt", disable=not progress):
+            done[row["audio"]] = row
+            append(journal, row)
+    rows = [done[_audio_path(job)] for job in order]
     for split in splits:
         with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as manifest:
             for row in rows:
@@ -188,4 +200,5 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
                     manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
     summary = summarize(rows, seed, hours, splits)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / JOURNAL_NAME).unlink()
     return summary

@@ -9,7 +9,9 @@ import soundfile as sf
 
 from framegate.engine.cli import main
 from framegate.export.corpus import CorpusError
+from framegate.export.corpus import build as build_module
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
+from framegate.export.corpus.journal import JOURNAL_NAME
 from framegate.export.corpus.merge import merge_corpora
 from framegate.export.corpus.synth import synthesize
 from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
@@ -101,6 +103,34 @@ def test_same_seed_gives_identical_corpus_for_any_worker_count(corpus: Path, tmp
         assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
         for row in _manifest(corpus, split):
             assert np.array_equal(sf.read(corpus / row["audio"])[0], sf.read(tmp_path / row["audio"])[0])
+
+
+def test_a_stopped_build_resumes_to_the_same_corpus_rendering_only_the_rest(corpus: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dict(hours=0.01, seed=7, test_words=40, dev_hours=0.002, progress=False)
+    real_append, kept = build_module.append, []
+
+    def stop_after_five(journal, row) -> None:
+        if len(kept) == 5:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the build
+        kept.append(row["audio"])
+        real_append(journal, row)
+
+    monkeypatch.setattr(build_module, "append", stop_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(tmp_path, workers=1, **settings)
+    assert (tmp_path / JOURNAL_NAME).is_file() and not (tmp_path / "train.jsonl").exists()
+    with pytest.raises(CorpusError, match="other settings"):
+        build_corpus(tmp_path, workers=1, **{**settings, "seed": 8})
+    stamps = {audio: (tmp_path / audio).stat().st_mtime_ns for audio in kept}
+    monkeypatch.setattr(build_module, "append", real_append)
+    build_corpus(tmp_path, workers=1, **settings)
+    assert {audio: (tmp_path / audio).stat().st_mtime_ns for audio in kept} == stamps  # not rendered again
+    for split in SPLITS:
+        assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
+        for row in _manifest(corpus, split):
+            assert np.array_equal(sf.read(corpus / row["audio"])[0], sf.read(tmp_path / row["audio"])[0])
+    assert not (tmp_path / JOURNAL_NAME).exists()
 
 
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:

@@ -1,0 +1,53 @@
+"""The rows a corpus build has rendered so far, so a stopped build resumes where it stopped.
+
+A 24-hour build takes most of an hour on two cores. Every utterance is rendered from its own
+seeded generator (build.py), so rendering only the missing ones after a stop gives the same
+corpus as one uninterrupted run. The journal's first line holds the build's settings: a
+resumed build with other settings would mix two corpora, so it is refused.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+from framegate.export.corpus import CorpusError
+
+JOURNAL_NAME = ".rendered.jsonl"
+
+
+def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:
+    """Rows already rendered into `out_dir` by a build with `settings`, by audio path; rows whose
+    audio file is missing and a last line cut short by the stop are left out (rendered again)."""
+    path = out_dir / JOURNAL_NAME
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0]) if lines else {}
+    if header.get("settings") != settings:
+        raise CorpusError(f"{out_dir} holds a stopped build with other settings ({header.get('settings')}, "
+                          f"now {settings}): build again with those, or remove {path} to start over")
+    done = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # the line the stop cut short
+            continue
+        if (out_dir / row["audio"]).is_file():
+            done[row["audio"]] = row
+    return done
+
+
+def open_journal(out_dir: Path, settings: dict, done: dict[str, dict]) -> TextIO:
+    """The journal rewritten with `done` (only complete lines), open for appending new rows."""
+    journal = open(out_dir / JOURNAL_NAME, "w", encoding="utf-8")
+    journal.write(json.dumps({"settings": settings}) + "\n")
+    for row in done.values():
+        journal.write(json.dumps(row, ensure_ascii=False) + "\n")
+    journal.flush()
+    return journal
+
+
+def append(journal: TextIO, row: dict) -> None:
+    journal.write(json.dumps(row, ensure_ascii=False) + "\n")
+    journal.flush()
