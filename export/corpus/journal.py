@@ -41,10 +41,9 @@ def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:
 def open_journal(out_dir: Path, settings: dict, done: dict[str, dict]) -> TextIO:
     """The journal rewritten with `done` (only complete lines), open for appending new rows."""
     journal = open(out_dir / JOURNAL_NAME, "w", encoding="utf-8")
-    journal.write(json.dumps({"settings": settings}) + "\n")
+    append(journal, {"settings": settings})
     for row in done.values():
-        journal.write(json.dumps(row, ensure_ascii=False) + "\n")
-    journal.flush()
+        append(journal, row)
     return journal
 
 
