@@ -3,11 +3,15 @@
 A 24-hour build takes most of an hour on two cores. Every utterance is rendered from its own
 seeded generator (build.py), so rendering only the missing ones after a stop gives the same
 corpus as one uninterrupted run. The journal's first line holds the build's settings: a
-resumed build with other settings would mix two corpora, so it is refused.
+resumed build with other settings would mix two corpora, so it is refused. The journal is
+rewritten whole into a new file that then replaces the old one, so a stop during the rewrite
+keeps the old journal, and a header line cut short can only be the very first write's, before
+any row was journaled.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -23,7 +27,10 @@ def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:
     if not path.exists():
         return {}
     lines = path.read_text(encoding="utf-8").splitlines()
-    header = json.loads(lines[0]) if lines else {}
+    try:
+        header = json.loads(lines[0])
+    except (IndexError, json.JSONDecodeError):  # the first write, cut short: nothing journaled yet
+        return {}
     if header.get("settings") != settings:
         raise CorpusError(f"{out_dir} holds a stopped build with other settings ({header.get('settings')}, "
                           f"now {settings}): build again with those, or remove {path} to start over")
@@ -40,10 +47,14 @@ def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:
 
 def open_journal(out_dir: Path, settings: dict, done: dict[str, dict]) -> TextIO:
     """The journal rewritten with `done` (only complete lines), open for appending new rows."""
-    journal = open(out_dir / JOURNAL_NAME, "w", encoding="utf-8")
+    path = out_dir / JOURNAL_NAME
+    fresh = path.with_name(JOURNAL_NAME + ".new")
+    journal = open(fresh, "w", encoding="utf-8")
     append(journal, {"settings": settings})
     for row in done.values():
         append(journal, row)
+    os.fsync(journal.fileno())
+    os.replace(fresh, path)  # the open handle now writes to the journal itself
     return journal
 
 

@@ -133,6 +133,14 @@ def test_a_stopped_build_resumes_to_the_same_corpus_rendering_only_the_rest(corp
     assert not (tmp_path / JOURNAL_NAME).exists()
 
 
+def test_a_journal_whose_first_write_was_cut_short_starts_the_build_over(corpus: Path, tmp_path: Path) -> None:
+    (tmp_path / JOURNAL_NAME).write_text('{"settings": {"hou')  # stopped while writing the header
+    build_corpus(tmp_path, hours=0.01, seed=7, workers=1, test_words=40, dev_hours=0.002, progress=False)
+    for split in SPLITS:
+        assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
+    assert not (tmp_path / JOURNAL_NAME).exists()
+
+
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
     build_corpus(tmp_path, hours=0.01, seed=7, workers=1, test_words=120, dev_hours=0.002, progress=False,
                  splits=("test",))
