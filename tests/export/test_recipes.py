@@ -212,7 +212,7 @@ def test_default_stage10_is_stage9_on_sixty_hours() -> None:
 def test_default_stage11_is_stage10_longer_on_another_shuffle() -> None:
     recipes = {p.stem: p for p in RECIPES}
     ten, eleven = (TrainConfig.load(recipes[n]) for n in ("default_stage10", "default_stage11"))
-    assert eleven.init_from == "checkpoints/default/weights_last.pt" and eleven.seed != ten.seed
+    assert eleven.init_from == "checkpoints/default_stage10/weights_last.pt" and eleven.seed != ten.seed
     assert eleven.max_steps > ten.max_steps and eleven.decay_steps > ten.decay_steps
     assert replace(eleven, work_dir=ten.work_dir, init_from=ten.init_from, seed=ten.seed, max_steps=ten.max_steps,
                    decay_steps=ten.decay_steps) == ten
