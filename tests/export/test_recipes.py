@@ -216,3 +216,13 @@ def test_default_stage11_is_stage10_longer_on_another_shuffle() -> None:
     assert eleven.max_steps > ten.max_steps and eleven.decay_steps > ten.decay_steps
     assert replace(eleven, work_dir=ten.work_dir, init_from=ten.init_from, seed=ten.seed, max_steps=ten.max_steps,
                    decay_steps=ten.decay_steps) == ten
+
+
+def test_the_deep_separator_run_is_stage1_split_two_plus_one_from_the_newer_default() -> None:
+    """The separator reads two mixture layers: that split, the warm start and the corpus are what changed."""
+    recipes = {p.stem: p for p in RECIPES}
+    one, deep = (TrainConfig.load(recipes[n]) for n in ("sts", "sts_deep"))
+    assert (deep.model.mix_layers, deep.model.rec_layers) == (2, 1) and deep.corpus_dir == "data/corpus_60h"
+    assert deep.init_from == "checkpoints/default/weights_last.pt" and deep.seed not in (1, 2, 3)
+    assert replace(deep, corpus_dir=one.corpus_dir, work_dir=one.work_dir, init_from=one.init_from, seed=one.seed,
+                   model=replace(deep.model, mix_layers=1, rec_layers=2)) == one
