@@ -7,7 +7,9 @@ times faster, which also shifts the formants a little, like a shorter or longer 
 
 import functools
 import json
+import resource
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +23,11 @@ from framegate.export.corpus import CorpusError
 from framegate.export.corpus.voices import Voice, espeak_data_dir
 
 SAMPLE_RATE = 16000
-TIMEOUT_S = 120.0
+# A synthesizer that loops is stopped by its CPU time, not the wall clock: a build sharing a busy
+# machine (niced beside training) can wait minutes for a core without anything being wrong. The
+# wall-clock limit is only for one that hangs without computing.
+CPU_LIMIT_S = 120
+WALL_LIMIT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def _voice_missing(voice: Voice) -> str | None:
         if not Path(f"/usr/share/mbrola/{db}/{db}").is_file():
             return f"mbrola voice {db} not found; install the Debian package mbrola-{db}"
     elif voice.synthesizer == "flite":
-        listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=TIMEOUT_S).stdout
+        listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True, timeout=WALL_LIMIT_S).stdout
         if voice.voice_id not in listed.split():
             return f"flite voice {voice.voice_id} not found; install the Debian package flite"
     elif voice.synthesizer == "festival":
@@ -101,13 +107,20 @@ def check_voices(voices: tuple[Voice, ...]) -> None:
             raise CorpusError(f"voice {voice.name}: {reason}")
 
 
+def _limit_cpu() -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))
+
+
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
     try:
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=TIMEOUT_S)
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=WALL_LIMIT_S,
+                                preexec_fn=_limit_cpu)
     except FileNotFoundError as error:
         raise CorpusError(f"voice {voice.name}: {command[0]} not found; install the Debian package {BACKENDS[voice.synthesizer].package}") from error
     except subprocess.TimeoutExpired as error:
-        raise CorpusError(f"voice {voice.name}: {command[0]} timed out after {TIMEOUT_S:.0f} s") from error
+        raise CorpusError(f"voice {voice.name}: {command[0]} did not finish within {WALL_LIMIT_S:.0f} s") from error
+    if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # itself, or a child under a shell script
+        raise CorpusError(f"voice {voice.name}: {command[0]} used more than {CPU_LIMIT_S} s of CPU on one sentence")
     if result.returncode != 0:
         raise CorpusError(f"voice {voice.name}: {command[0]} failed ({result.returncode}): {result.stderr.strip()[-300:]}")
 

@@ -1,6 +1,7 @@
 """The offline corpus builder: normalized labels, disjoint splits, complete manifests, determinism, loud failures."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import soundfile as sf
 from framegate.engine.cli import main
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus import build as build_module
+from framegate.export.corpus import synth as synth_module
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
 from framegate.export.corpus.journal import JOURNAL_NAME
 from framegate.export.corpus.merge import merge_corpora
@@ -203,3 +205,13 @@ def test_missing_synthesizer_binary_raises_corpus_error_naming_it(monkeypatch: p
 def test_missing_voice_raises_corpus_error_naming_voice_and_package() -> None:
     with pytest.raises(CorpusError, match="no-such-voice.*rhvoice-english"):
         synthesize(Voice("rhvoice", "no-such-voice", "x", "us", "male"), "hello there friend")
+
+
+def test_a_synthesizer_is_stopped_by_its_cpu_time_and_a_hung_one_by_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    voice = voices_by_split()["train"][0]
+    monkeypatch.setattr(synth_module, "CPU_LIMIT_S", 1)
+    with pytest.raises(CorpusError, match=r"used more than 1 s of CPU"):
+        synth_module._run([sys.executable, "-c", "while True: pass"], voice)
+    monkeypatch.setattr(synth_module, "WALL_LIMIT_S", 1.0)
+    with pytest.raises(CorpusError, match=r"did not finish within 1 s"):
+        synth_module._run([sys.executable, "-c", "import time; time.sleep(30)"], voice)
