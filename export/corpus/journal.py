@@ -10,14 +10,32 @@ any row was journaled.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
 from framegate.export.corpus import CorpusError
 
 JOURNAL_NAME = ".rendered.jsonl"
+
+
+@contextmanager
+def exclusive(out_dir: Path) -> Iterator[None]:
+    """Hold `out_dir` for one build: two builds into one folder would render the same files at once
+    and each rewrite the other's journal. The lock is the kernel's, so a killed build releases it."""
+    fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CorpusError(f"another corpus build is writing into {out_dir}: wait for it or stop it") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:

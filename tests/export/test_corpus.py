@@ -13,7 +13,7 @@ from framegate.export.corpus import CorpusError
 from framegate.export.corpus import build as build_module
 from framegate.export.corpus import synth as synth_module
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
-from framegate.export.corpus.journal import JOURNAL_NAME
+from framegate.export.corpus.journal import JOURNAL_NAME, exclusive
 from framegate.export.corpus.merge import merge_corpora
 from framegate.export.corpus.synth import synthesize
 from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
@@ -141,6 +141,15 @@ def test_a_journal_whose_first_write_was_cut_short_starts_the_build_over(corpus:
     for split in SPLITS:
         assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
     assert not (tmp_path / JOURNAL_NAME).exists()
+
+
+def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    with exclusive(tmp_path):  # as a build running in another process
+        with pytest.raises(CorpusError, match="another corpus build is writing into"):
+            build_corpus(tmp_path, hours=0.01, seed=7, workers=1, test_words=40, dev_hours=0.002, progress=False)
+    assert not (tmp_path / JOURNAL_NAME).exists() and not (tmp_path / "audio").exists()
+    with exclusive(tmp_path):  # released when the holder ends
+        pass
 
 
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
