@@ -58,7 +58,7 @@ def read_journal(out_dir: Path, settings: dict) -> dict[str, dict]:
             row = json.loads(line)
         except json.JSONDecodeError:  # the line the stop cut short
             continue
-        if (out_dir / row["audio"]).is_file():
+        if isinstance(row, dict) and isinstance(row.get("audio"), str) and (out_dir / row["audio"]).is_file():
             done[row["audio"]] = row
     return done
 

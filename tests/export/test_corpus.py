@@ -13,7 +13,7 @@ from framegate.export.corpus import CorpusError
 from framegate.export.corpus import build as build_module
 from framegate.export.corpus import synth as synth_module
 from framegate.export.corpus.build import MANIFEST_KEYS, build_corpus
-from framegate.export.corpus.journal import JOURNAL_NAME, exclusive
+from framegate.export.corpus.journal import JOURNAL_NAME, exclusive, read_journal
 from framegate.export.corpus.merge import merge_corpora
 from framegate.export.corpus.synth import synthesize
 from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
@@ -141,6 +141,15 @@ def test_a_journal_whose_first_write_was_cut_short_starts_the_build_over(corpus:
     for split in SPLITS:
         assert (tmp_path / f"{split}.jsonl").read_text() == (corpus / f"{split}.jsonl").read_text()
     assert not (tmp_path / JOURNAL_NAME).exists()
+
+
+def test_journal_rows_without_their_audio_are_rendered_again(tmp_path: Path) -> None:
+    settings = {"seed": 7}
+    (tmp_path / "a.flac").write_bytes(b"x")
+    rows = [{"settings": settings}, {"audio": "a.flac", "text": "kept"}, {"audio": "gone.flac"}, {"text": "no audio"},
+            ["not", "a", "row"], {"audio": 3}]
+    (tmp_path / JOURNAL_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"audio": "cut')
+    assert read_journal(tmp_path, settings) == {"a.flac": {"audio": "a.flac", "text": "kept"}}
 
 
 def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path: Path) -> None:
