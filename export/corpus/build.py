@@ -176,25 +176,7 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
     settings = {"seed": seed, "hours": hours, "test_words": test_words, "dev_hours": dev_hours, "splits": list(splits)}
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(out_dir):
-        done = read_journal(out_dir, settings)
-        for split in splits:
-            (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
-        context = multiprocessing.get_context("fork")
-        bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
-        with context.Pool(workers) as pool:
-            bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
-        banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
-        for (split, _), samples in zip(bank_jobs, bank_audio):
-            banks[split].append(samples)
-        order = [job for split in splits for job in plans[split]]
-        todo = [(job, out_dir) for job in order if _audio_path(job) not in done]
-        with open_journal(out_dir, settings, done) as journal, \
-                context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
-            for row in tqdm(pool.imap(_render, todo, chunksize=4), total=len(order), initial=len(order) - len(todo),
-                            unit="utt", disable=not progress):
-                done[row["audio"]] = row
-                append(journal, row)
-        rows = [done[_audio_path(job)] for job in order]
+        rows = _render_all(out_dir, settings, splits, plans, workers, progress)
         for split in splits:
             with open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") as manifest:
                 for row in rows:
@@ -204,3 +186,27 @@ def build_corpus(out_dir: Path, hours: float, seed: int, workers: int = 2, test_
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out_dir / JOURNAL_NAME).unlink()
         return summary
+
+
+def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: dict[str, list[Job]], workers: int,
+                progress: bool) -> list[dict]:
+    """The manifest rows of the planned `splits`, rendering those the journal does not hold yet."""
+    done = read_journal(out_dir, settings)
+    for split in splits:
+        (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("fork")
+    bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
+    with context.Pool(workers) as pool:
+        bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
+    banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
+    for (split, _), samples in zip(bank_jobs, bank_audio):
+        banks[split].append(samples)
+    order = [job for split in splits for job in plans[split]]
+    todo = [(job, out_dir) for job in order if _audio_path(job) not in done]
+    with open_journal(out_dir, settings, done) as journal, \
+            context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
+        for row in tqdm(pool.imap(_render, todo, chunksize=4), total=len(order), initial=len(order) - len(todo),
+                        unit="utt", disable=not progress):
+            done[row["audio"]] = row
+            append(journal, row)
+    return [done[_audio_path(job)] for job in order]
