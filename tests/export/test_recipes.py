@@ -218,6 +218,16 @@ def test_default_stage11_is_stage10_longer_on_another_shuffle() -> None:
                    decay_steps=ten.decay_steps) == ten
 
 
+def test_default_stage12_is_stage10_from_stage11_on_eighty_four_hours() -> None:
+    """New renderings are the one new thing: stage 10's schedule from stage 11's weights, on the 84 h merge."""
+    recipes = {p.stem: p for p in RECIPES}
+    ten, twelve = (TrainConfig.load(recipes[n]) for n in ("default_stage10", "default_stage12"))
+    assert twelve.init_from == "checkpoints/default/weights_last.pt" and twelve.corpus_dir == "data/corpus_84h"
+    assert twelve.seed not in (ten.seed, 11)
+    assert replace(twelve, corpus_dir=ten.corpus_dir, work_dir=ten.work_dir, init_from=ten.init_from,
+                   seed=ten.seed) == ten
+
+
 def test_the_deep_separator_run_is_stage1_split_two_plus_one_from_the_newer_default() -> None:
     """The separator reads two mixture layers: that split, the warm start and the corpus are what changed."""
     recipes = {p.stem: p for p in RECIPES}
