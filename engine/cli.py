@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from framegate.engine.recognizer import Recognizer
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 # A file is not a live source: nobody watches its partial results, so it is read in blocks long
 # enough that up to 16 consecutive encoder windows share one call (engine/encoder_runner.py); the
 # text is the same as from 100 ms blocks. Measured on the default bundle (60 test utterances, one
@@ -158,8 +159,13 @@ def _web(args: argparse.Namespace) -> int:
 def _corpus_build(args: argparse.Namespace) -> int:
     from framegate.export.corpus.build import build_corpus
 
-    build_corpus(out_dir=args.out, hours=args.hours, seed=args.seed, workers=args.workers,
-                 test_words=args.test_words, splits=tuple(args.splits))
+    try:
+        build_corpus(out_dir=args.out, hours=args.hours, seed=args.seed, workers=args.workers,
+                     test_words=args.test_words, splits=tuple(args.splits))
+    except KeyboardInterrupt:
+        print(f"framegate: corpus build interrupted; the utterances rendered so far stay in {args.out}, "
+              "and the same command renders only the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -693,6 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"framegate: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("framegate: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

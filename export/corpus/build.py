@@ -6,6 +6,7 @@ from a Generator seeded by (seed, split, index), so the corpus is identical for 
 
 import json
 import multiprocessing
+import signal
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,14 @@ def _clean(job: Job) -> np.ndarray:
 _BABBLE_BANKS: dict[str, list[np.ndarray]] = {}  # per worker process, set once by the pool initializer
 
 
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches every process of the terminal's group; the parent alone answers it (leaving the
+    pool terminates the workers), so a user reads one message, not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _init_worker(banks: dict[str, list[np.ndarray]]) -> None:
+    _ignore_interrupts()
     _BABBLE_BANKS.update(banks)
 
 
@@ -196,7 +204,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("fork")
     bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_ignore_interrupts) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
     banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):

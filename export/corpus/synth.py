@@ -107,14 +107,17 @@ def check_voices(voices: tuple[Voice, ...]) -> None:
             raise CorpusError(f"voice {voice.name}: {reason}")
 
 
-def _limit_cpu() -> None:
+def _prepare_child() -> None:
+    """In the synthesizer's process: its CPU-time limit, and Ctrl-C back to stopping it (an ignored
+    signal stays ignored across exec, and the corpus workers ignore SIGINT)."""
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
     try:
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=WALL_LIMIT_S,
-                                preexec_fn=_limit_cpu)
+                                preexec_fn=_prepare_child)
     except FileNotFoundError as error:
         raise CorpusError(f"voice {voice.name}: {command[0]} not found; install the Debian package {BACKENDS[voice.synthesizer].package}") from error
     except subprocess.TimeoutExpired as error:

@@ -127,6 +127,15 @@ def test_wrong_format_version_exits_2_without_traceback_in_a_real_process(tiny_b
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
+def test_ctrl_c_in_any_verb_exits_130_with_one_line(capsys, monkeypatch, audio_files):
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("framegate.engine.cli._transcribe", interrupted)
+    code, out, err = run_main(capsys, "transcribe", str(audio_files["wav"]))
+    assert (code, out, err) == (130, "", "framegate: interrupted\n")
+
+
 def test_export_verb_writes_a_loadable_bundle(capsys, tiny_checkpoint, tmp_path):
     code, out, err = run_main(capsys, "export", "--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "b"))
     assert code == 0, err

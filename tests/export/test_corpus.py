@@ -1,7 +1,11 @@
 """The offline corpus builder: normalized labels, disjoint splits, complete manifests, determinism, loud failures."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +163,23 @@ def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp
     assert not (tmp_path / JOURNAL_NAME).exists() and not (tmp_path / "audio").exists()
     with exclusive(tmp_path):  # released when the holder ends
         pass
+
+
+def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendered(tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal sends it: the parent, its workers and their
+    synthesizers all receive it."""
+    build = subprocess.Popen([sys.executable, "-m", "framegate.engine.cli", "corpus", "build", "--hours", "0.02",
+                              "--out", str(tmp_path), "--seed", "9", "--splits", "train"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    journal, deadline = tmp_path / JOURNAL_NAME, time.monotonic() + 120
+    while not (journal.exists() and journal.read_text().count("\n") > 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(build.pid, signal.SIGINT)
+    _, err = build.communicate(timeout=30)
+    assert build.returncode == 130, err
+    assert "corpus build interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert len(read_journal(tmp_path, json.loads(journal.read_text().splitlines()[0])["settings"])) > 3
+    assert subprocess.run(["pgrep", "-g", str(build.pid)], capture_output=True).returncode == 1  # no one left
 
 
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
