@@ -228,6 +228,16 @@ def test_default_stage12_is_stage10_from_stage11_on_eighty_four_hours() -> None:
                    seed=ten.seed) == ten
 
 
+def test_default_stage13_is_stage12_continued_with_a_doubled_delay_penalty() -> None:
+    recipes = {p.stem: p for p in RECIPES}
+    twelve, thirteen = (TrainConfig.load(recipes[n]) for n in ("default_stage12", "default_stage13"))
+    assert thirteen.init_from == "checkpoints/default_stage12/weights_last.pt" and thirteen.seed != twelve.seed
+    assert (ROOT / thirteen.init_from).is_file()
+    assert thirteen.delay_penalty == 2 * twelve.delay_penalty and thirteen.max_steps < twelve.max_steps
+    assert replace(thirteen, work_dir=twelve.work_dir, init_from=twelve.init_from, seed=twelve.seed,
+                   max_steps=twelve.max_steps, delay_penalty=twelve.delay_penalty) == twelve
+
+
 def test_the_deep_separator_run_is_stage1_split_two_plus_one_from_the_newer_default() -> None:
     """The separator reads two mixture layers: that split, the warm start and the corpus are what changed."""
     recipes = {p.stem: p for p in RECIPES}
