@@ -83,14 +83,20 @@ def _clean(job: Job) -> np.ndarray:
 _BABBLE_BANKS: dict[str, list[np.ndarray]] = {}  # per worker process, set once by the pool initializer
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches every process of the terminal's group; the parent alone answers it (leaving the
-    pool terminates the workers), so a user reads one message, not a traceback per worker."""
+def _stop_on_terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _worker_signals() -> None:
+    """Ctrl-C reaches every process of the terminal's group; the parent alone answers it, so a user
+    reads one message, not a traceback per worker. Leaving the pool sends the workers SIGTERM, which
+    unwinds a running synthesizer call (killing its process group) instead of orphaning it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_terminate)
 
 
 def _init_worker(banks: dict[str, list[np.ndarray]]) -> None:
-    _ignore_interrupts()
+    _worker_signals()
     _BABBLE_BANKS.update(banks)
 
 
@@ -204,7 +210,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("fork")
     bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
-    with context.Pool(workers, initializer=_ignore_interrupts) as pool:
+    with context.Pool(workers, initializer=_worker_signals) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
     banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):

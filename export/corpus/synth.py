@@ -5,8 +5,10 @@ pitch control get it by resampling: they speak at rate/pitch and the result is p
 times faster, which also shifts the formants a little, like a shorter or longer vocal tract.
 """
 
+import contextlib
 import functools
 import json
+import os
 import resource
 import shutil
 import signal
@@ -107,25 +109,40 @@ def check_voices(voices: tuple[Voice, ...]) -> None:
             raise CorpusError(f"voice {voice.name}: {reason}")
 
 
-def _prepare_child() -> None:
-    """In the synthesizer's process: its CPU-time limit, and Ctrl-C back to stopping it (an ignored
-    signal stays ignored across exec, and the corpus workers ignore SIGINT)."""
+def _limit_cpu() -> None:
+    """In the synthesizer's process, before exec."""
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop the synthesizer and whatever it started (espeak-ng runs mbrola), and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
+    """Run one synthesizer in a process group of its own: a terminal's Ctrl-C does not reach it, its
+    caller does. Whatever ends the wait early (the wall-clock limit, Ctrl-C in the caller, a corpus
+    worker told to stop) kills the whole group and reaps it, so nothing outlives the build."""
     try:
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=WALL_LIMIT_S,
-                                preexec_fn=_prepare_child)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
+                                   preexec_fn=_limit_cpu)
     except FileNotFoundError as error:
         raise CorpusError(f"voice {voice.name}: {command[0]} not found; install the Debian package {BACKENDS[voice.synthesizer].package}") from error
+    try:
+        _, stderr = process.communicate(stdin, timeout=WALL_LIMIT_S)
     except subprocess.TimeoutExpired as error:
+        _kill_group(process)
         raise CorpusError(f"voice {voice.name}: {command[0]} did not finish within {WALL_LIMIT_S:.0f} s") from error
-    if result.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # itself, or a child under a shell script
+    except BaseException:
+        _kill_group(process)
+        raise
+    if process.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # itself, or a child under a shell script
         raise CorpusError(f"voice {voice.name}: {command[0]} used more than {CPU_LIMIT_S} s of CPU on one sentence")
-    if result.returncode != 0:
-        raise CorpusError(f"voice {voice.name}: {command[0]} failed ({result.returncode}): {result.stderr.strip()[-300:]}")
+    if process.returncode != 0:
+        raise CorpusError(f"voice {voice.name}: {command[0]} failed ({process.returncode}): {stderr.strip()[-300:]}")
 
 
 def _synthesize_file(voice: Voice, text: str, rate: float, pitch: float, tmp: Path) -> tuple[np.ndarray, int]:

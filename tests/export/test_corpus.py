@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -165,9 +166,31 @@ def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp
         pass
 
 
+def _live_processes(session: int | None = None, pid: int | None = None) -> list[int]:
+    """Pids of the session's processes (or the one `pid`), zombies aside: reaping orphans is PID 1's
+    job, and the PID 1 of some containers and VMs never does it."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, _, sid = stat.read_text().rpartition(")")[2].split()[:4]
+        except OSError:  # ended while listed
+            continue
+        if state != "Z" and session in (None, int(sid)) and pid in (None, int(stat.parent.name)):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _settled_without_live_processes(session: int | None = None, pid: int | None = None) -> bool:
+    """True once nothing of the session (or `pid`) runs (SIGKILLed processes take a moment to go)."""
+    deadline = time.monotonic() + 5
+    while _live_processes(session, pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _live_processes(session, pid)
+
+
 def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendered(tmp_path: Path) -> None:
-    """SIGINT to the whole process group, as a terminal sends it: the parent, its workers and their
-    synthesizers all receive it."""
+    """SIGINT to the terminal's process group, as a terminal sends it: the parent and its workers receive
+    it (the synthesizers run in groups of their own, stopped by their workers)."""
     build = subprocess.Popen([sys.executable, "-m", "framegate.engine.cli", "corpus", "build", "--hours", "0.02",
                               "--out", str(tmp_path), "--seed", "9", "--splits", "train"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -179,7 +202,7 @@ def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendere
     assert build.returncode == 130, err
     assert "corpus build interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert len(read_journal(tmp_path, json.loads(journal.read_text().splitlines()[0])["settings"])) > 3
-    assert subprocess.run(["pgrep", "-g", str(build.pid)], capture_output=True).returncode == 1  # no one left
+    assert _settled_without_live_processes(session=build.pid)
 
 
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
@@ -254,3 +277,23 @@ def test_a_synthesizer_is_stopped_by_its_cpu_time_and_a_hung_one_by_the_wall_clo
     monkeypatch.setattr(synth_module, "WALL_LIMIT_S", 1.0)
     with pytest.raises(CorpusError, match=r"did not finish within 1 s"):
         synth_module._run([sys.executable, "-c", "import time; time.sleep(30)"], voice)
+
+
+def test_a_synthesizer_and_what_it_started_end_with_the_call_that_ran_it(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    """The wall-clock limit or Ctrl-C in the caller kills the synthesizer's whole process group (as
+    espeak-ng starts mbrola), so nothing outlives a build."""
+    voice, pid_file = voices_by_split()["train"][0], tmp_path / "pid"
+    forks_and_hangs = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"]
+    monkeypatch.setattr(synth_module, "WALL_LIMIT_S", 1.0)
+    with pytest.raises(CorpusError, match=r"did not finish within 1 s"):
+        synth_module._run(forks_and_hangs, voice)
+    started = int(pid_file.read_text())
+    assert _settled_without_live_processes(pid=started)
+    monkeypatch.setattr(synth_module, "WALL_LIMIT_S", 60.0)
+    ctrl_c = threading.Timer(1.0, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        synth_module._run(forks_and_hangs, voice)
+    ctrl_c.join()
+    assert int(pid_file.read_text()) != started and _settled_without_live_processes(pid=int(pid_file.read_text()))
