@@ -6,6 +6,7 @@ from a Generator seeded by (seed, split, index), so the corpus is identical for 
 
 import json
 import multiprocessing
+import os
 import signal
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.augment import augment, babble, coloured_noise, normalize_peak
 from framegate.export.corpus.journal import JOURNAL_NAME, append, exclusive, open_journal, read_journal
-from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, synthesize
+from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, stop_synthesizer, synthesize
 from framegate.export.corpus.text import SPLITS, load_sentences, split_sentences
 from framegate.export.corpus.voices import LICENCES, RECORDED_SYNTHESIZERS, Voice, voices_by_split
 
@@ -84,13 +85,16 @@ _BABBLE_BANKS: dict[str, list[np.ndarray]] = {}  # per worker process, set once 
 
 
 def _stop_on_terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """Stop the running synthesizer and end at once: no Python clean-up, whose locks the fork may have
+    copied from the parent's other threads in a held state."""
+    stop_synthesizer()
+    os._exit(128 + signum)
 
 
 def _worker_signals() -> None:
     """Ctrl-C reaches every process of the terminal's group; the parent alone answers it, so a user
     reads one message, not a traceback per worker. Leaving the pool sends the workers SIGTERM, which
-    unwinds a running synthesizer call (killing its process group) instead of orphaning it."""
+    now also ends a running synthesizer instead of orphaning it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
 

@@ -114,6 +114,9 @@ def _limit_cpu() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))
 
 
+_running: subprocess.Popen | None = None  # the synthesizer this process waits for (stop_synthesizer)
+
+
 def _kill_group(process: subprocess.Popen) -> None:
     """Stop the synthesizer and whatever it started (espeak-ng runs mbrola), and reap it."""
     with contextlib.suppress(ProcessLookupError):
@@ -121,16 +124,29 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def stop_synthesizer() -> None:
+    """Kill and reap the synthesizer this process is running, if any. Safe in a signal handler: no
+    Python lock is taken (the interrupted frame may hold Popen's)."""
+    process = _running
+    if process is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(process.pid, 0)
+
+
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
     """Run one synthesizer in a process group of its own: a terminal's Ctrl-C does not reach it, its
     caller does. Whatever ends the wait early (the wall-clock limit, Ctrl-C in the caller, a corpus
     worker told to stop) kills the whole group and reaps it, so nothing outlives the build."""
+    global _running
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
                                    preexec_fn=_limit_cpu)
     except FileNotFoundError as error:
         raise CorpusError(f"voice {voice.name}: {command[0]} not found; install the Debian package {BACKENDS[voice.synthesizer].package}") from error
+    _running = process
     try:
         _, stderr = process.communicate(stdin, timeout=WALL_LIMIT_S)
     except subprocess.TimeoutExpired as error:
@@ -139,6 +155,8 @@ def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
     except BaseException:
         _kill_group(process)
         raise
+    finally:
+        _running = None
     if process.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # itself, or a child under a shell script
         raise CorpusError(f"voice {voice.name}: {command[0]} used more than {CPU_LIMIT_S} s of CPU on one sentence")
     if process.returncode != 0:

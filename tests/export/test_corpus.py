@@ -1,6 +1,7 @@
 """The offline corpus builder: normalized labels, disjoint splits, complete manifests, determinism, loud failures."""
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -203,6 +204,19 @@ def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendere
     assert "corpus build interrupted" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     assert len(read_journal(tmp_path, json.loads(journal.read_text().splitlines()[0])["settings"])) > 3
     assert _settled_without_live_processes(session=build.pid)
+
+
+def test_a_corpus_worker_told_to_stop_ends_its_synthesizer_with_it(tmp_path: Path) -> None:
+    """Leaving the pool (an error or Ctrl-C in the parent) sends the workers SIGTERM mid-sentence."""
+    pid_file = tmp_path / "pid"
+    pool = multiprocessing.get_context("fork").Pool(1, initializer=build_module._worker_signals)
+    pool.apply_async(synth_module._run, (["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"],
+                                         voices_by_split()["train"][0]))
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool.terminate()  # joins the worker
+    assert _settled_without_live_processes(pid=int(pid_file.read_text()))
 
 
 def test_a_larger_test_split_built_alone_extends_the_default_one(corpus: Path, tmp_path: Path) -> None:
