@@ -94,7 +94,7 @@ def _stop_on_terminate(signum: int, frame: object) -> None:
 def _worker_signals() -> None:
     """Ctrl-C reaches every process of the terminal's group; the parent alone answers it, so a user
     reads one message, not a traceback per worker. Leaving the pool sends the workers SIGTERM, which
-    now also ends a running synthesizer instead of orphaning it."""
+    also ends a running synthesizer instead of orphaning it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_terminate)
 
