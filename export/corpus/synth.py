@@ -117,11 +117,10 @@ def _limit_cpu() -> None:
 _running: subprocess.Popen | None = None  # the synthesizer this process waits for (stop_synthesizer)
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """Stop the synthesizer and whatever it started (espeak-ng runs mbrola), and reap it."""
+def _kill_group(pid: int) -> None:
+    """SIGKILL the synthesizer's process group: it and whatever it started (espeak-ng runs mbrola)."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+        os.killpg(pid, signal.SIGKILL)
 
 
 def stop_synthesizer() -> None:
@@ -129,8 +128,7 @@ def stop_synthesizer() -> None:
     Python lock is taken (the interrupted frame may hold Popen's)."""
     process = _running
     if process is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        _kill_group(process.pid)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(process.pid, 0)
 
@@ -149,11 +147,11 @@ def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
     _running = process
     try:
         _, stderr = process.communicate(stdin, timeout=WALL_LIMIT_S)
-    except subprocess.TimeoutExpired as error:
-        _kill_group(process)
-        raise CorpusError(f"voice {voice.name}: {command[0]} did not finish within {WALL_LIMIT_S:.0f} s") from error
-    except BaseException:
-        _kill_group(process)
+    except BaseException as error:
+        _kill_group(process.pid)
+        process.wait()
+        if isinstance(error, subprocess.TimeoutExpired):
+            raise CorpusError(f"voice {voice.name}: {command[0]} did not finish within {WALL_LIMIT_S:.0f} s") from error
         raise
     finally:
         _running = None
