@@ -16,6 +16,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from framegate.engine.features import SAMPLE_RATE, compute_fbank
+from framegate.export.worker_pool import clean_context
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class FeatureCache:
         paths = [str((manifest.parent / r["audio"]).resolve()) for r in rows]
         directory.mkdir(parents=True, exist_ok=True)
         chunks, utts, offset = [], [], 0
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=clean_context(__name__)) as pool:
             feats_iter = pool.map(_featurize, paths, chunksize=16)
             for row, feats in tqdm(zip(rows, feats_iter), total=len(rows), desc=f"features {manifest.stem}"):
                 chunks.append(feats)

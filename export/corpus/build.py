@@ -5,7 +5,6 @@ from a Generator seeded by (seed, split, index), so the corpus is identical for 
 """
 
 import json
-import multiprocessing
 import os
 import signal
 from collections import Counter
@@ -22,6 +21,7 @@ from framegate.export.corpus.journal import JOURNAL_NAME, append, exclusive, ope
 from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, stop_synthesizer, synthesize
 from framegate.export.corpus.text import SPLITS, load_sentences, split_sentences
 from framegate.export.corpus.voices import LICENCES, RECORDED_SYNTHESIZERS, Voice, voices_by_split
+from framegate.export.worker_pool import clean_context
 
 # Share of utterances per synthesizer (renormalized over those a split has): recorded speakers get
 # most of it; piper (the slowest, ~20x real time on one core) is capped.
@@ -85,8 +85,8 @@ _BABBLE_BANKS: dict[str, list[np.ndarray]] = {}  # per worker process, set once 
 
 
 def _stop_on_terminate(signum: int, frame: object) -> None:
-    """Stop the running synthesizer and end at once: no Python clean-up, whose locks the fork may have
-    copied from the parent's other threads in a held state."""
+    """Stop the running synthesizer and end at once: the signal interrupts arbitrary code, and
+    Python's exit clean-up could wait on a lock that code holds."""
     stop_synthesizer()
     os._exit(128 + signum)
 
@@ -212,7 +212,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
     done = read_journal(out_dir, settings)
     for split in splits:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
-    context = multiprocessing.get_context("fork")
+    context = clean_context(__name__)
     bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
     with context.Pool(workers, initializer=_worker_signals) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])

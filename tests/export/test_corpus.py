@@ -1,7 +1,6 @@
 """The offline corpus builder: normalized labels, disjoint splits, complete manifests, determinism, loud failures."""
 
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from framegate.export.corpus.merge import merge_corpora
 from framegate.export.corpus.synth import synthesize
 from framegate.export.corpus.text import load_sentences, normalize_text, sentence_split, split_sentences, training_text
 from framegate.export.corpus.voices import Voice, voices_by_split
+from framegate.export.worker_pool import clean_context
 
 SPLITS = ("train", "dev", "test")
 
@@ -209,7 +209,7 @@ def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendere
 def test_a_corpus_worker_told_to_stop_ends_its_synthesizer_with_it(tmp_path: Path) -> None:
     """Leaving the pool (an error or Ctrl-C in the parent) sends the workers SIGTERM mid-sentence."""
     pid_file = tmp_path / "pid"
-    pool = multiprocessing.get_context("fork").Pool(1, initializer=build_module._worker_signals)
+    pool = clean_context(build_module.__name__).Pool(1, initializer=build_module._worker_signals)
     pool.apply_async(synth_module._run, (["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"],
                                          voices_by_split()["train"][0]))
     deadline = time.monotonic() + 30
