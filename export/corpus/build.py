@@ -4,11 +4,15 @@ Everything random is drawn either while planning (one Generator from `seed`) or 
 from a Generator seeded by (seed, split, index), so the corpus is identical for any number of workers.
 """
 
+import contextlib
 import json
+import multiprocessing
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ from tqdm import tqdm
 from framegate.export.corpus import CorpusError
 from framegate.export.corpus.augment import augment, babble, coloured_noise, normalize_peak
 from framegate.export.corpus.journal import JOURNAL_NAME, append, exclusive, open_journal, read_journal
-from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, stop_synthesizer, synthesize
+from framegate.export.corpus.synth import SAMPLE_RATE, check_voices, synthesize
 from framegate.export.corpus.text import SPLITS, load_sentences, split_sentences
 from framegate.export.corpus.voices import LICENCES, RECORDED_SYNTHESIZERS, Voice, voices_by_split
 from framegate.export.worker_pool import clean_context
@@ -84,24 +88,35 @@ def _clean(job: Job) -> np.ndarray:
 _BABBLE_BANKS: dict[str, list[np.ndarray]] = {}  # per worker process, set once by the pool initializer
 
 
-def _stop_on_terminate(signum: int, frame: object) -> None:
-    """Stop the running synthesizer and end at once: the signal interrupts arbitrary code, and
-    Python's exit clean-up could wait on a lock that code holds."""
-    stop_synthesizer()
-    os._exit(128 + signum)
-
-
-def _worker_signals() -> None:
-    """Ctrl-C reaches every process of the terminal's group; the parent alone answers it, so a user
-    reads one message, not a traceback per worker. Leaving the pool sends the workers SIGTERM, which
-    also ends a running synthesizer instead of orphaning it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _stop_on_terminate)
+def _lead_a_group() -> None:
+    """Each worker leads a process group of its own, which its synthesizers join: a terminal's Ctrl-C
+    reaches the build's parent alone (one message, not a traceback per worker), and killing the group
+    stops the worker with whatever it was running. SIGTERM keeps its default action: a Python handler
+    runs only between bytecodes, so a signal landing just before a blocking wait (an idle worker's
+    read of the task queue) was never handled and left the pool's shutdown waiting forever."""
+    os.setpgid(0, 0)
 
 
 def _init_worker(banks: dict[str, list[np.ndarray]]) -> None:
-    _worker_signals()
+    _lead_a_group()
     _BABBLE_BANKS.update(banks)
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int, initializer: Callable[..., None] = _lead_a_group, initargs: tuple = ()) -> Iterator[Pool]:
+    """A pool of group-leading workers that leaves nothing running behind it, however it is left
+    (done, an error, Ctrl-C): its workers end and then their groups are killed, synthesizers and
+    what they started included."""
+    before = set(multiprocessing.active_children())
+    pool = clean_context(__name__).Pool(workers, initializer=initializer, initargs=initargs)
+    groups = [process.pid for process in multiprocessing.active_children() if process not in before]
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
 
 
 def _empty_segment(job: Job, rng: np.random.Generator) -> np.ndarray:
@@ -212,9 +227,8 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
     done = read_journal(out_dir, settings)
     for split in splits:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
-    context = clean_context(__name__)
     bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
-    with context.Pool(workers, initializer=_worker_signals) as pool:
+    with worker_pool(workers) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
     banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):
@@ -222,7 +236,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
     order = [job for split in splits for job in plans[split]]
     todo = [(job, out_dir) for job in order if _audio_path(job) not in done]
     with open_journal(out_dir, settings, done) as journal, \
-            context.Pool(workers, initializer=_init_worker, initargs=(banks,)) as pool:
+            worker_pool(workers, _init_worker, (banks,)) as pool:
         for row in tqdm(pool.imap(_render, todo, chunksize=4), total=len(order), initial=len(order) - len(todo),
                         unit="utt", disable=not progress):
             done[row["audio"]] = row

@@ -114,47 +114,43 @@ def _limit_cpu() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 5))
 
 
-_running: subprocess.Popen | None = None  # the synthesizer this process waits for (stop_synthesizer)
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it, read from /proc (Linux): a synthesizer and what it started."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # ended while listed
+            children.setdefault(int(stat.read_text().rpartition(")")[2].split()[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        tree.append(pending.pop())
+        pending.extend(children.get(tree[-1], []))
+    return tree
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL the synthesizer's process group: it and whatever it started (espeak-ng runs mbrola)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def stop_synthesizer() -> None:
-    """Kill and reap the synthesizer this process is running, if any. Safe in a signal handler: no
-    Python lock is taken (the interrupted frame may hold Popen's)."""
-    process = _running
-    if process is not None:
-        _kill_group(process.pid)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(process.pid, 0)
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the synthesizer and whatever it started (espeak-ng runs mbrola)."""
+    for member in _process_tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
 
 
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
-    """Run one synthesizer in a process group of its own: a terminal's Ctrl-C does not reach it, its
-    caller does. Whatever ends the wait early (the wall-clock limit, Ctrl-C in the caller, a corpus
-    worker told to stop) kills the whole group and reaps it, so nothing outlives the build."""
-    global _running
+    """Run one synthesizer in its caller's process group (a corpus worker's own: build.worker_pool).
+    Whatever ends the wait early (the wall-clock limit, Ctrl-C, an exception) kills the synthesizer
+    and what it started, and reaps it, so nothing outlives the call."""
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0,
-                                   preexec_fn=_limit_cpu)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_cpu)
     except FileNotFoundError as error:
         raise CorpusError(f"voice {voice.name}: {command[0]} not found; install the Debian package {BACKENDS[voice.synthesizer].package}") from error
-    _running = process
     try:
         _, stderr = process.communicate(stdin, timeout=WALL_LIMIT_S)
     except BaseException as error:
-        _kill_group(process.pid)
+        _kill_tree(process.pid)
         process.wait()
         if isinstance(error, subprocess.TimeoutExpired):
             raise CorpusError(f"voice {voice.name}: {command[0]} did not finish within {WALL_LIMIT_S:.0f} s") from error
         raise
-    finally:
-        _running = None
     if process.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # itself, or a child under a shell script
         raise CorpusError(f"voice {voice.name}: {command[0]} used more than {CPU_LIMIT_S} s of CPU on one sentence")
     if process.returncode != 0:
