@@ -103,7 +103,7 @@ def _init_worker(banks: dict[str, list[np.ndarray]]) -> None:
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int, initializer: Callable[..., None] = _lead_a_group, initargs: tuple = ()) -> Iterator[Pool]:
+def synthesis_pool(workers: int, initializer: Callable[..., None] = _lead_a_group, initargs: tuple = ()) -> Iterator[Pool]:
     """A pool of group-leading workers that leaves nothing running behind it, however it is left
     (done, an error, Ctrl-C): its workers end and then their groups are killed, synthesizers and
     what they started included."""
@@ -228,7 +228,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
     for split in splits:
         (out_dir / "audio" / split).mkdir(parents=True, exist_ok=True)
     bank_jobs = [(split, job) for split in splits for job in [j for j in plans[split] if j.voice][:BABBLE_BANK_SIZE]]
-    with worker_pool(workers) as pool:
+    with synthesis_pool(workers) as pool:
         bank_audio = pool.map(_clean, [job for _, job in bank_jobs])
     banks: dict[str, list[np.ndarray]] = {split: [] for split in splits}
     for (split, _), samples in zip(bank_jobs, bank_audio):
@@ -236,7 +236,7 @@ def _render_all(out_dir: Path, settings: dict, splits: tuple[str, ...], plans: d
     order = [job for split in splits for job in plans[split]]
     todo = [(job, out_dir) for job in order if _audio_path(job) not in done]
     with open_journal(out_dir, settings, done) as journal, \
-            worker_pool(workers, _init_worker, (banks,)) as pool:
+            synthesis_pool(workers, _init_worker, (banks,)) as pool:
         for row in tqdm(pool.imap(_render, todo, chunksize=4), total=len(order), initial=len(order) - len(todo),
                         unit="utt", disable=not progress):
             done[row["audio"]] = row

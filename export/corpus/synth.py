@@ -135,7 +135,7 @@ def _kill_tree(pid: int) -> None:
 
 
 def _run(command: list[str], voice: Voice, stdin: str | None = None) -> None:
-    """Run one synthesizer in its caller's process group (a corpus worker's own: build.worker_pool).
+    """Run one synthesizer in its caller's process group (a corpus worker's own: build.synthesis_pool).
     Whatever ends the wait early (the wall-clock limit, Ctrl-C, an exception) kills the synthesizer
     and what it started, and reaps it, so nothing outlives the call."""
     try:

@@ -208,7 +208,7 @@ def test_ctrl_c_stops_a_build_at_once_with_one_message_and_keeps_what_it_rendere
 def test_a_pool_left_mid_sentence_ends_the_synthesizer_and_what_it_started(tmp_path: Path) -> None:
     """Leaving the pool (an error or Ctrl-C in the parent) while a worker synthesizes."""
     pid_file = tmp_path / "pid"
-    with build_module.worker_pool(1) as pool:
+    with build_module.synthesis_pool(1) as pool:
         pool.apply_async(synth_module._run, (["sh", "-c", f"sleep 60 & echo $! > {pid_file}; wait"],
                                              voices_by_split()["train"][0]))
         deadline = time.monotonic() + 30
@@ -224,17 +224,17 @@ def _group_and_sigterm(_: int) -> tuple[bool, object]:
 def test_workers_lead_their_own_groups_and_die_of_sigterm_at_once() -> None:
     """A Python SIGTERM handler runs between bytecodes only: one landing just before an idle worker
     blocked on the task queue was never handled, and leaving the pool waited for it forever."""
-    with build_module.worker_pool(2) as pool:
+    with build_module.synthesis_pool(2) as pool:
         assert set(pool.map(_group_and_sigterm, range(8))) == {(True, signal.SIG_DFL)}
 
 
 def test_leaving_a_pool_never_waits_on_its_idle_workers() -> None:
     """The hang the previous test's rule prevents: with a Python handler the 90th, 223rd and 320th pool
     of three runs never finished leaving. A subprocess, so that a hang fails this test, not the run."""
-    code = ("from framegate.export.corpus.build import worker_pool\n"
+    code = ("from framegate.export.corpus.build import synthesis_pool\n"
             "if __name__ == '__main__':\n"
             "    for _ in range(600):\n"
-            "        with worker_pool(2) as pool:\n"
+            "        with synthesis_pool(2) as pool:\n"
             "            pool.map(abs, range(3))\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=240)
 
